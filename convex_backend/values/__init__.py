@@ -1,0 +1,1 @@
+"""Convex values: the value model, Convex-JSON, total order, index keys, sizes, ids."""
