@@ -1,0 +1,1 @@
+"""The transactional document database: persistence, MVCC reads, OCC commits, write log."""

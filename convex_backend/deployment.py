@@ -1,0 +1,27 @@
+"""The deployment: what every request handler and service of one daemon shares.
+
+It holds the validated configuration, the admin key checker and the metrics;
+later layers (database, function runner, subscriptions) hang off it too. It
+owns no I/O itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from convex_backend import __version__
+from convex_backend.auth.admin_key import AdminKeyChecker
+from convex_backend.config import Config
+from convex_backend.metrics import Metrics
+
+
+@dataclass
+class Deployment:
+    config: Config
+    admin_keys: AdminKeyChecker
+    metrics: Metrics = field(default_factory=Metrics)
+    version: str = __version__
+
+    @property
+    def instance_name(self) -> str:
+        return self.config.instance_name

@@ -1,0 +1,138 @@
+"""Builds the daemon's service tree from the ``twistd convex`` options.
+
+::
+
+    ConvexService (MultiService "convex")
+      |- PersistenceService   the SQLite database (opened first, closed last)
+      |- HttpService          the API port and the HTTP actions port
+
+Services start in this order and stop in reverse, so the database outlives
+every request that might use it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+
+from convex_backend.auth.admin_key import (
+    AdminKeyChecker,
+    AdminKeyError,
+    derive_admin_key,
+    load_or_create_instance_secret,
+)
+from convex_backend.config import Config, ConfigError, Options, StartupError, load_config
+from convex_backend.database.pool import PersistenceService
+from convex_backend.deployment import Deployment
+from convex_backend.http.cors import CorsResource
+from convex_backend.http.root import RootApp
+from convex_backend.http.service import HttpService
+from convex_backend.http.site import ConvexSite
+from convex_backend.http.site_actions import SiteApp
+from convex_backend.logs import make_observer
+
+log = Logger(namespace="convex")
+
+
+class ConvexService(MultiService):
+    name = "convex"
+
+    def __init__(self, deployment: Deployment, log_observer: ILogObserver | None) -> None:
+        super().__init__()
+        self.deployment = deployment
+        self._log_observer = log_observer
+        self._announce_key: str | None = None
+
+    def setServiceParent(self, parent) -> None:
+        # twistd hands us its Application; our level-filtered observer becomes
+        # its log destination (see convex_backend.logs).
+        if (
+            self._log_observer is not None
+            and isinstance(parent, Componentized)
+            and parent.getComponent(ILogObserver, None) is None
+        ):
+            parent.setComponent(ILogObserver, self._log_observer)
+        super().setServiceParent(parent)
+
+    def startService(self) -> None:
+        config = self.deployment.config
+        log.info(
+            "convex_backend {version} starting: instance {name}, data in {data_dir}",
+            version=self.deployment.version,
+            name=config.instance_name,
+            data_dir=str(config.data_dir),
+        )
+        super().startService()
+        if self._announce_key is not None:
+            # The one place the admin key is ever logged: so that a first-time
+            # user can find it. `convex-backend admin-key` prints it at any time.
+            log.info("Admin key: {key}", key=self._announce_key)
+            self._announce_key = None
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        # MultiService would stop every child at once; we stop them one by one,
+        # last started first, so that e.g. HTTP drains before the database closes.
+        log.info("convex_backend stopping")
+        Service.stopService(self)
+        for child in reversed(list(self)):
+            try:
+                yield defer.maybeDeferred(child.stopService)
+            except Exception:
+                log.failure("Error stopping {name}", name=child.name)
+        log.info("convex_backend stopped")
+
+
+def resolve_admin_key(config: Config) -> tuple[str, bool]:
+    """The admin key in force and whether it was derived (rather than configured)."""
+    if config.admin_key is not None:
+        return config.admin_key, False
+    try:
+        secret = config.instance_secret or load_or_create_instance_secret(config.data_dir)
+    except (OSError, AdminKeyError) as e:
+        raise StartupError(f"cannot read or create the instance secret: {e}")
+    return derive_admin_key(config.instance_name, secret), True
+
+
+def build(config: Config, reactor=None, log_observer: ILogObserver | None = None) -> ConvexService:
+    """The whole service tree for a validated configuration."""
+    if reactor is None:
+        from twisted.internet import reactor  # noqa: PLC0415
+    admin_key, derived = resolve_admin_key(config)
+    deployment = Deployment(config=config, admin_keys=AdminKeyChecker(admin_key))
+    root = ConvexService(deployment, log_observer)
+    if derived:
+        root._announce_key = admin_key
+    PersistenceService(config.persistence).setServiceParent(root)
+    api_site = ConvexSite(
+        CorsResource(RootApp(deployment).resource()),
+        metrics=deployment.metrics,
+        max_request_bytes=config.max_request_bytes,
+    )
+    actions_site = ConvexSite(
+        SiteApp(deployment).resource(),
+        metrics=deployment.metrics,
+        max_request_bytes=config.max_request_bytes,
+    )
+    HttpService(
+        reactor,
+        config.host,
+        [("api", config.port, api_site), ("http actions", config.site_port, actions_site)],
+    ).setServiceParent(root)
+    return root
+
+
+def makeService(options: Mapping[str, object]) -> ConvexService:
+    """Entry point of the twistd plugin."""
+    try:
+        config = load_config(options)
+    except ConfigError as e:
+        raise StartupError(str(e))
+    parent = getattr(options, "parent", None)
+    observer = make_observer(config.log_level, parent)
+    return build(config, log_observer=observer)
+__all__ = ["Options", "makeService", "build"]
