@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
 from twisted.python import usage
@@ -46,7 +46,12 @@ _PARAMETERS: list[tuple[str, str, str | None, str]] = [
         None,
         "Database URL: sqlite:///path (default: convex.sqlite3 in the data dir).",
     ),
-    ("admin-key", "CONVEX_ADMIN_KEY", None, "Use this admin key instead of the derived one."),
+    (
+        "admin-key",
+        "CONVEX_ADMIN_KEY",
+        None,
+        "Use this admin key instead of the derived one.",
+    ),
     ("instance-name", "INSTANCE_NAME", DEFAULT_INSTANCE_NAME, "Deployment name."),
     (
         "instance-secret",
@@ -68,7 +73,11 @@ _PARAMETERS: list[tuple[str, str, str | None, str]] = [
 ]
 
 _FLAGS: list[tuple[str, str, str]] = [
-    ("disable-beacon", "DISABLE_BEACON", "Accepted for compatibility; nothing is ever sent."),
+    (
+        "disable-beacon",
+        "DISABLE_BEACON",
+        "Accepted for compatibility; nothing is ever sent.",
+    ),
 ]
 
 
@@ -80,7 +89,9 @@ class Options(usage.Options):
         "Run a Convex-compatible backend. Every option can also be set through "
         "the environment variable shown in docs/configuration.md."
     )
-    optParameters = [[name, None, None, help_] for name, _env, _default, help_ in _PARAMETERS]
+    optParameters = [
+        [name, None, None, help_] for name, _env, _default, help_ in _PARAMETERS
+    ]
     optFlags = [[name, None, help_] for name, _env, help_ in _FLAGS]
 
 
@@ -191,9 +202,11 @@ def parse_persistence(url: str | None, data_dir: Path) -> Persistence:
         raise ConfigError(
             "--persistence: PostgreSQL is not supported yet; use sqlite:///path"
         )
-    shown = url.split("://", 1)[0] if "://" in url else url
+    if "://" not in url:
+        raise ConfigError("--persistence must be a URL such as sqlite:///path/to/db")
+    # Only the scheme is shown: the rest may hold a password.
     raise ConfigError(
-        f"--persistence: unknown scheme in {shown!r}; expected sqlite:///path"
+        f"--persistence: unknown scheme {scheme!r}; expected sqlite:///path"
     )
 
 
@@ -209,6 +222,8 @@ def _origin(name: str, value: object, default: str) -> str:
 
 def _check_data_dir(path: Path) -> Path:
     path = path.expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--data-dir {str(path)!r} is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -240,7 +255,8 @@ def load_config(
     log_level = str(raw["log-level"]).lower()
     if log_level not in LOG_LEVELS:
         raise ConfigError(
-            f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {raw['log-level']!r}"
+            f"--log-level must be one of {', '.join(LOG_LEVELS)}; "
+            f"got {raw['log-level']!r}"
         )
     workers = (
         _positive_int("workers", raw["workers"])

@@ -8,7 +8,7 @@ written to (stdout with ``-n``, else ``twistd.log`` or ``--logfile``).
 from __future__ import annotations
 
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -28,7 +28,9 @@ LEVELS = {
 }
 
 
-def make_observer(level: str, twistd_options: Mapping[str, object] | None) -> ILogObserver:
+def make_observer(
+    level: str, twistd_options: Mapping[str, object] | None
+) -> ILogObserver:
     """Build twistd's default observer for these options, behind a level filter."""
     options = twistd_options or {}
     filename = options.get("logfile") or None
@@ -38,6 +40,10 @@ def make_observer(level: str, twistd_options: Mapping[str, object] | None) -> IL
     else:
         path = str(filename or "twistd.log")
         directory, _, name = path.rpartition("/")
-        stream = logfile.LogFile.fromFullPath(path) if directory else logfile.LogFile(name, ".")
+        stream = (
+            logfile.LogFile.fromFullPath(path)
+            if directory
+            else logfile.LogFile(name, ".")
+        )
     predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
     return FilteringLogObserver(textFileLogObserver(stream), [predicate])

@@ -12,7 +12,7 @@ every request that might use it.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
@@ -25,7 +25,13 @@ from convex_backend.auth.admin_key import (
     derive_admin_key,
     load_or_create_instance_secret,
 )
-from convex_backend.config import Config, ConfigError, Options, StartupError, load_config
+from convex_backend.config import (
+    Config,
+    ConfigError,
+    Options,
+    StartupError,
+    load_config,
+)
 from convex_backend.database.pool import PersistenceService
 from convex_backend.deployment import Deployment
 from convex_backend.http.cors import CorsResource
@@ -41,9 +47,12 @@ log = Logger(namespace="convex")
 class ConvexService(MultiService):
     name = "convex"
 
-    def __init__(self, deployment: Deployment, log_observer: ILogObserver | None) -> None:
+    def __init__(
+        self, deployment: Deployment, log_observer: ILogObserver | None, reactor=None
+    ) -> None:
         super().__init__()
         self.deployment = deployment
+        self._reactor = reactor
         self._log_observer = log_observer
         self._announce_key: str | None = None
 
@@ -85,6 +94,11 @@ class ConvexService(MultiService):
             except Exception:
                 log.failure("Error stopping {name}", name=child.name)
         log.info("convex_backend stopped")
+        # After a SIGTERM/SIGINT, twistd re-raises the signal once the reactor
+        # stops, so the exit status would say "killed". A graceful shutdown has
+        # completed here, which deserves exit status 0 (and systemd agrees).
+        if getattr(self._reactor, "_exitSignal", None) is not None:
+            self._reactor._exitSignal = None
 
 
 def resolve_admin_key(config: Config) -> tuple[str, bool]:
@@ -92,19 +106,23 @@ def resolve_admin_key(config: Config) -> tuple[str, bool]:
     if config.admin_key is not None:
         return config.admin_key, False
     try:
-        secret = config.instance_secret or load_or_create_instance_secret(config.data_dir)
+        secret = config.instance_secret or load_or_create_instance_secret(
+            config.data_dir
+        )
     except (OSError, AdminKeyError) as e:
         raise StartupError(f"cannot read or create the instance secret: {e}")
     return derive_admin_key(config.instance_name, secret), True
 
 
-def build(config: Config, reactor=None, log_observer: ILogObserver | None = None) -> ConvexService:
+def build(
+    config: Config, reactor=None, log_observer: ILogObserver | None = None
+) -> ConvexService:
     """The whole service tree for a validated configuration."""
     if reactor is None:
         from twisted.internet import reactor  # noqa: PLC0415
     admin_key, derived = resolve_admin_key(config)
     deployment = Deployment(config=config, admin_keys=AdminKeyChecker(admin_key))
-    root = ConvexService(deployment, log_observer)
+    root = ConvexService(deployment, log_observer, reactor)
     if derived:
         root._announce_key = admin_key
     PersistenceService(config.persistence).setServiceParent(root)
@@ -121,7 +139,10 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
     HttpService(
         reactor,
         config.host,
-        [("api", config.port, api_site), ("http actions", config.site_port, actions_site)],
+        [
+            ("api", config.port, api_site),
+            ("http actions", config.site_port, actions_site),
+        ],
     ).setServiceParent(root)
     return root
 
@@ -135,4 +156,6 @@ def makeService(options: Mapping[str, object]) -> ConvexService:
     parent = getattr(options, "parent", None)
     observer = make_observer(config.log_level, parent)
     return build(config, log_observer=observer)
+
+
 __all__ = ["Options", "makeService", "build"]

@@ -74,8 +74,10 @@ def _read_secret(path: Path) -> str:
     return text.lower()
 
 
-def derive_key_material(instance_secret: str, label: str, context: bytes, length: int) -> bytes:
-    """Derive ``length`` bytes for one purpose (admin key, cursors, ...) from the secret."""
+def derive_key_material(
+    instance_secret: str, label: str, context: bytes, length: int
+) -> bytes:
+    """Derive ``length`` bytes for one purpose (admin key, cursors, ...)."""
     kdf = KBKDFHMAC(
         algorithm=hashes.SHA256(),
         mode=Mode.CounterMode,

@@ -70,5 +70,7 @@ def _decode_identity(encoded: str) -> dict:
             "the identity after the admin key must be base64-encoded JSON"
         )
     if not isinstance(identity, dict):
-        raise AuthorizationError("the identity after the admin key must be a JSON object")
+        raise AuthorizationError(
+            "the identity after the admin key must be a JSON object"
+        )
     return identity

@@ -1,1 +1,1 @@
-"""The transactional document database: persistence, MVCC reads, OCC commits, write log."""
+"""The transactional document database: persistence, MVCC, OCC commits, write log."""

@@ -10,8 +10,9 @@ which WAL mode lets run beside the writer.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from twisted.application.service import Service
 from twisted.enterprise import adbapi
@@ -56,18 +57,27 @@ class DatabasePool:
             self.engine.module, str(path), cp_min=1, cp_max=1, cp_noisy=False, **common
         )
         self._readers = adbapi.ConnectionPool(
-            self.engine.module, str(path), cp_min=1, cp_max=readers, cp_noisy=False, **common
+            self.engine.module,
+            str(path),
+            cp_min=1,
+            cp_max=readers,
+            cp_noisy=False,
+            **common,
         )
 
     def start(self) -> None:
         self._writer.start()
         self._readers.start()
 
-    def run_write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred:
+    def run_write(
+        self, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> defer.Deferred:
         """Run ``fn(connection, ...)`` on the writer connection."""
         return self._writer.runWithConnection(fn, *args, **kwargs)
 
-    def run_read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred:
+    def run_read(
+        self, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> defer.Deferred:
         """Run ``fn(connection, ...)`` on a reader connection."""
         return self._readers.runWithConnection(fn, *args, **kwargs)
 

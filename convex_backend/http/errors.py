@@ -48,7 +48,9 @@ def install_error_handlers(app) -> None:
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
         method = request.method.decode("ascii", "replace")
         path = request.path.decode("utf-8", "replace")[:200]
-        return write_json_error(request, 404, "NotFound", f"No route for {method} {path}")
+        return write_json_error(
+            request, 404, "NotFound", f"No route for {method} {path}"
+        )
 
     @app.handle_errors(MethodNotAllowed)
     def not_allowed(self, request: IRequest, failure: Failure) -> bytes:
@@ -62,8 +64,15 @@ def install_error_handlers(app) -> None:
 
     @app.handle_errors(Exception)
     def internal(self, request: IRequest, failure: Failure) -> bytes:
-        log.failure("Unhandled error answering {method} {path}", failure,
-                    method=request.method, path=request.path)
+        log.failure(
+            "Unhandled error answering {method} {path}",
+            failure,
+            method=request.method,
+            path=request.path,
+        )
         return write_json_error(
-            request, 500, "InternalServerError", "Your request couldn't be completed. Try again later."
+            request,
+            500,
+            "InternalServerError",
+            "Your request couldn't be completed. Try again later.",
         )

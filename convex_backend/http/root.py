@@ -1,4 +1,4 @@
-"""The daemon's basic routes: liveness, version, instance name, echo, admin key check, metrics.
+"""The daemon's basic routes: liveness, version, name, echo, admin key check, metrics.
 
 Later layers mount their own Klein apps beside these (public function API,
 admin API, storage, sync, dashboard).
@@ -35,8 +35,10 @@ def json_response(request: IRequest, value: object, status: int = 200) -> bytes:
     return json.dumps(value).encode()
 
 
-def require_admin(deployment: Deployment, request: IRequest, body_key: str | None = None) -> AdminCredentials:
-    """Check the admin key from ``Authorization: Convex <key>`` (or a body's ``adminKey``).
+def require_admin(
+    deployment: Deployment, request: IRequest, body_key: str | None = None
+) -> AdminCredentials:
+    """Check the admin key of ``Authorization: Convex <key>`` or a body's ``adminKey``.
 
     401 when none is presented, 403 when it is wrong; the key itself never
     appears in the answer or in logs.
@@ -48,11 +50,17 @@ def require_admin(deployment: Deployment, request: IRequest, body_key: str | Non
     if credentials is None and body_key is not None:
         credentials = AdminCredentials(body_key)
     if credentials is None:
-        raise ApiError(401, "MissingAdminKey", "An admin key is required for this route")
+        raise ApiError(
+            401, "MissingAdminKey", "An admin key is required for this route"
+        )
     if not isinstance(credentials, AdminCredentials):
-        raise ApiError(403, "BadAdminKey", "This route needs an admin key, not a user token")
+        raise ApiError(
+            403, "BadAdminKey", "This route needs an admin key, not a user token"
+        )
     if not deployment.admin_keys.is_valid(credentials.key):
-        raise ApiError(403, "BadAdminKey", "The provided admin key was invalid for this instance")
+        raise ApiError(
+            403, "BadAdminKey", "The provided admin key was invalid for this instance"
+        )
     return credentials
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -23,7 +24,12 @@ log = Logger(namespace="convex.http.access")
 
 # Deploys and imports carry whole bundles and snapshots (the real backend's
 # MAX_PUSH_BYTES is 200 MB); everything else gets the configured limit.
-LARGE_BODY_PREFIXES = (b"/api/deploy2/", b"/api/push_config", b"/api/import/", b"/api/perform_import")
+LARGE_BODY_PREFIXES = (
+    b"/api/deploy2/",
+    b"/api/push_config",
+    b"/api/import/",
+    b"/api/perform_import",
+)
 LARGE_BODY_LIMIT = 200_000_000
 
 
@@ -80,19 +86,22 @@ class ConvexRequest(Request):
                 json.dumps(
                     {
                         "code": "PayloadTooLarge",
-                        "message": f"The request body is larger than {self._body_limit} bytes",
+                        "message": "The request body is larger than "
+                        f"{self._body_limit} bytes",
                     }
                 ).encode()
             )
             self.finish()
             return
         try:
-            self.path.decode("utf-8")
+            unquote_to_bytes(self.path).decode("utf-8")
         except UnicodeDecodeError:
             self.route = "(bad path)"
             self.setResponseCode(400)
             self.setHeader(b"content-type", b"application/json")
-            self.write(b'{"code": "BadRequest", "message": "The URL path is not valid UTF-8"}')
+            self.write(
+                b'{"code": "BadRequest", "message": "The URL path is not valid UTF-8"}'
+            )
             self.finish()
             return
         super().process()
@@ -121,7 +130,13 @@ class ConvexSite(Site):
     displayTracebacks = False
     noisy = False
 
-    def __init__(self, resource, metrics: Metrics | None = None, max_request_bytes: int = 32 * 1024 * 1024, **kwargs) -> None:
+    def __init__(
+        self,
+        resource,
+        metrics: Metrics | None = None,
+        max_request_bytes: int = 32 * 1024 * 1024,
+        **kwargs,
+    ) -> None:
         super().__init__(resource, **kwargs)
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes

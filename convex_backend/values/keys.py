@@ -336,25 +336,22 @@ def _dec_bytes(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     return _read_escaped(buf, pos)
 
 
-def _dec_nested(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
-    dec = _NESTED_DECODERS[buf[pos]]
-    if dec is None:
-        raise _bad_tag(buf[pos], pos, nested=True)
-    return dec(buf, pos + 1, depth)
-
-
 def _dec_list(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     depth += 1
     if depth > MAX_DEPTH:
         raise ConvexValueError(f"Corrupt index key: nested over {MAX_DEPTH} deep")
     items = []
     n = len(buf)
+    table = _NESTED_DECODERS
     while True:
         if pos >= n:
             raise _truncated()
         if buf[pos] == 0:
             return items, pos + 1
-        item, pos = _dec_nested(buf, pos, depth)
+        dec = table[buf[pos]]
+        if dec is None:
+            raise _bad_tag(buf[pos], pos, nested=True)
+        item, pos = dec(buf, pos + 1, depth)
         items.append(item)
 
 
@@ -365,6 +362,7 @@ def _dec_dict(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     obj: dict[str, Any] = {}
     previous: bytes | None = None
     n = len(buf)
+    table = _NESTED_DECODERS
     while True:
         if pos >= n:
             raise _truncated()
@@ -383,10 +381,13 @@ def _dec_dict(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
                 "Corrupt index key: object fields are not in sorted order"
             )
         previous = raw
+        key = _text(raw)
         if pos >= n:
             raise _truncated()
-        key = _text(raw)
-        obj[key], pos = _dec_nested(buf, pos, depth)
+        dec = table[buf[pos]]
+        if dec is None:
+            raise _bad_tag(buf[pos], pos, nested=True)
+        obj[key], pos = dec(buf, pos + 1, depth)
 
 
 def _bad_tag(tag: int, pos: int, nested: bool) -> ConvexValueError:
@@ -422,9 +423,7 @@ def _as_bytes(data: Any) -> bytes:
         # memoryview, not bytes(): bytes(5) would be five zero bytes.
         return memoryview(data).tobytes()
     except TypeError:
-        raise ConvexValueError(
-            f"An index key must be bytes, got {type(data).__name__}"
-        )
+        raise ConvexValueError(f"An index key must be bytes, got {type(data).__name__}")
 
 
 def _dec_top(buf: bytes, pos: int) -> tuple[Any, int]:

@@ -75,10 +75,11 @@ def type_rank(value: Value) -> int:
 def _cmp_str(a: str, b: str) -> int:
     # Code point order equals UTF-8 byte order for valid Unicode; the encode
     # also rejects lone surrogates, which have no UTF-8 form at all.
-    if not (a.isascii() and b.isascii()):
-        a = utf8(a)  # type: ignore[assignment]
-        b = utf8(b)  # type: ignore[assignment]
-    return (a > b) - (a < b)
+    if a.isascii() and b.isascii():
+        return (a > b) - (a < b)
+    x = utf8(a)
+    y = utf8(b)
+    return (x > y) - (x < y)
 
 
 def _cmp_float(a: float, b: float) -> int:
@@ -124,7 +125,7 @@ def _cmp(a: Any, b: Any, ranks: dict[type, int], depth: int) -> int:
         depth += 1
         if depth > MAX_DEPTH:
             raise ConvexValueError(f"Value is nested more than {MAX_DEPTH} levels deep")
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=False):
             c = _cmp(x, y, _NESTED_RANKS, depth)
             if c:
                 return c
@@ -135,7 +136,7 @@ def _cmp(a: Any, b: Any, ranks: dict[type, int], depth: int) -> int:
             raise ConvexValueError(f"Value is nested more than {MAX_DEPTH} levels deep")
         fa = _field_list(a)
         fb = _field_list(b)
-        for (ka, va), (kb, vb) in zip(fa, fb):
+        for (ka, va), (kb, vb) in zip(fa, fb, strict=False):
             if ka != kb:
                 return -1 if ka < kb else 1
             c = _cmp(va, vb, _NESTED_RANKS, depth)

@@ -201,7 +201,9 @@ def check_value(
     except _PathError as e:
         raise e.public() from None
     if size > max_size:
-        raise ConvexValueError(f"{label} {verb} too large ({size} bytes, limit {max_size})")
+        raise ConvexValueError(
+            f"{label} {verb} too large ({size} bytes, limit {max_size})"
+        )
     return size
 
 

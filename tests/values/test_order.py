@@ -19,7 +19,7 @@ from convex_backend.values.errors import ConvexValueError
 from convex_backend.values.order import compare_values, sort_key, type_rank
 from convex_backend.values.types import INT64_MAX, INT64_MIN, UNDEFINED, Int64
 
-SETTINGS = settings(max_examples=400, deadline=None)
+SETTINGS = settings(max_examples=300, deadline=None)
 
 
 def float_from_bits(bits: int) -> float:
@@ -57,7 +57,18 @@ floats = st.one_of(
     # Every bit pattern: NaNs of any payload and sign, subnormals.
     st.integers(0, 2**64 - 1).map(float_from_bits),
 )
-SPECIAL_TEXT = ["", "a", "ab", "\x00", "a\x00", "\x01", "é", "\uffff", "😀", "\U0010ffff"]
+SPECIAL_TEXT = [
+    "",
+    "a",
+    "ab",
+    "\x00",
+    "a\x00",
+    "\x01",
+    "é",
+    "\uffff",
+    "😀",
+    "\U0010ffff",
+]
 texts = st.one_of(
     st.sampled_from(SPECIAL_TEXT),
     st.text(alphabet="a\x00\x01é\uffff😀", max_size=4),
@@ -67,10 +78,10 @@ binaries = st.one_of(
     st.lists(st.sampled_from([0, 1, 0xFF]), max_size=4).map(bytes),
     st.binary(max_size=10),
 )
-keys = st.one_of(st.sampled_from(["", "a", "a\x00", "b", "é", "😀"]), st.text(max_size=4))
-scalars = st.one_of(
-    st.none(), int64s, floats, st.booleans(), texts, binaries
+keys = st.one_of(
+    st.sampled_from(["", "a", "a\x00", "b", "é", "😀"]), st.text(max_size=4)
 )
+scalars = st.one_of(st.none(), int64s, floats, st.booleans(), texts, binaries)
 values = st.recursive(
     scalars,
     lambda children: st.one_of(
@@ -137,9 +148,7 @@ class CapturedOrderTests(SynchronousTestCase):
     def test_chain_pairwise(self) -> None:
         for i, a in enumerate(CHAIN):
             for j, b in enumerate(CHAIN):
-                self.assertEqual(
-                    compare_values(a, b), sign(i - j), f"{a!r} vs {b!r}"
-                )
+                self.assertEqual(compare_values(a, b), sign(i - j), f"{a!r} vs {b!r}")
 
     def test_sorting_a_shuffled_chain(self) -> None:
         shuffled = CHAIN[::-1][5:] + CHAIN[::-1][:5]
@@ -158,7 +167,7 @@ class CapturedOrderTests(SynchronousTestCase):
 
 class WithinTypeTests(SynchronousTestCase):
     def assertAscending(self, *chain: object) -> None:
-        for a, b in zip(chain, chain[1:]):
+        for a, b in zip(chain, chain[1:], strict=False):
             self.assertEqual(compare_values(a, b), -1, f"{a!r} < {b!r}")
             self.assertEqual(compare_values(b, a), 1, f"{b!r} > {a!r}")
             self.assertLess(sort_key(a), sort_key(b))
@@ -206,8 +215,21 @@ class WithinTypeTests(SynchronousTestCase):
     def test_strings_by_utf8_bytes(self) -> None:
         # In UTF-16, "\U00010000" (D800 DC00) would sort before "\ue000".
         self.assertAscending(
-            "", "\x00", "\x00\x00", "\x01", "a", "a\x00", "ab", "\x7f", "\x80",
-            "é", "\ue000", "\uffff", "\U00010000", "😀", "\U0010ffff",
+            "",
+            "\x00",
+            "\x00\x00",
+            "\x01",
+            "a",
+            "a\x00",
+            "ab",
+            "\x7f",
+            "\x80",
+            "é",
+            "\ue000",
+            "\uffff",
+            "\U00010000",
+            "😀",
+            "\U0010ffff",
         )
 
     def test_lone_surrogates_are_not_strings(self) -> None:
@@ -237,9 +259,7 @@ class WithinTypeTests(SynchronousTestCase):
 
     def test_object_fields_compare_in_key_order(self) -> None:
         # Insertion order is irrelevant; fields are sorted by key.
-        self.assertEqual(
-            compare_values({"b": 0.0, "a": 1.0}, {"a": 1.0, "b": 0.0}), 0
-        )
+        self.assertEqual(compare_values({"b": 0.0, "a": 1.0}, {"a": 1.0, "b": 0.0}), 0)
         self.assertEqual(compare_values({"b": 0.0, "a": 2.0}, {"a": 1.0}), 1)
 
     def test_subclasses_sort_as_their_base(self) -> None:
