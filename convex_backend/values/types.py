@@ -46,13 +46,9 @@ class Int64:
         if isinstance(value, Int64):
             value = value.value
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConvexValueError(
-                f"Int64 needs an int, got {type(value).__name__}"
-            )
+            raise ConvexValueError(f"Int64 needs an int, got {type(value).__name__}")
         if not INT64_MIN <= value <= INT64_MAX:
-            raise ConvexValueError(
-                f"{value} does not fit into a 64-bit signed integer"
-            )
+            raise ConvexValueError(f"{value} does not fit into a 64-bit signed integer")
         object.__setattr__(self, "value", value)
 
     def __setattr__(self, name: str, value: object) -> None:
