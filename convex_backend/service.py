@@ -3,7 +3,7 @@
 ::
 
     ConvexService (MultiService "convex")
-      |- PersistenceService   the SQLite database (opened first, closed last)
+      |- DatabaseService      the document database (opened first, closed last)
       |- HttpService          the API port and the HTTP actions port
 
 Services start in this order and stop in reverse, so the database outlives
@@ -32,7 +32,7 @@ from convex_backend.config import (
     StartupError,
     load_config,
 )
-from convex_backend.database.pool import PersistenceService
+from convex_backend.database.service import DatabaseService
 from convex_backend.deployment import Deployment
 from convex_backend.http.cors import CorsResource
 from convex_backend.http.root import RootApp
@@ -101,16 +101,18 @@ class ConvexService(MultiService):
             self._reactor._exitSignal = None
 
 
-def resolve_admin_key(config: Config) -> tuple[str, bool]:
+def resolve_secret(config: Config) -> str:
+    """The instance secret: configured, or kept in (and first created in) the data dir."""
+    try:
+        return config.instance_secret or load_or_create_instance_secret(config.data_dir)
+    except (OSError, AdminKeyError) as e:
+        raise StartupError(f"cannot read or create the instance secret: {e}")
+
+
+def resolve_admin_key(config: Config, secret: str) -> tuple[str, bool]:
     """The admin key in force and whether it was derived (rather than configured)."""
     if config.admin_key is not None:
         return config.admin_key, False
-    try:
-        secret = config.instance_secret or load_or_create_instance_secret(
-            config.data_dir
-        )
-    except (OSError, AdminKeyError) as e:
-        raise StartupError(f"cannot read or create the instance secret: {e}")
     return derive_admin_key(config.instance_name, secret), True
 
 
@@ -120,12 +122,13 @@ def build(
     """The whole service tree for a validated configuration."""
     if reactor is None:
         from twisted.internet import reactor  # noqa: PLC0415
-    admin_key, derived = resolve_admin_key(config)
+    secret = resolve_secret(config)
+    admin_key, derived = resolve_admin_key(config, secret)
     deployment = Deployment(config=config, admin_keys=AdminKeyChecker(admin_key))
     root = ConvexService(deployment, log_observer, reactor)
     if derived:
         root._announce_key = admin_key
-    PersistenceService(config.persistence).setServiceParent(root)
+    DatabaseService(config.persistence, secret, reactor).setServiceParent(root)
     api_site = ConvexSite(
         CorsResource(RootApp(deployment).resource()),
         metrics=deployment.metrics,

@@ -17,7 +17,7 @@ from tests.helpers import make_config
 class ServiceTreeTests(TestCase):
     def test_children_in_start_order(self) -> None:
         service = build(make_config(self.mktemp()), reactor)
-        self.assertEqual([child.name for child in service], ["persistence", "http"])
+        self.assertEqual([child.name for child in service], ["database", "http"])
 
     async def test_start_serve_stop(self) -> None:
         config = make_config(self.mktemp())
@@ -25,7 +25,7 @@ class ServiceTreeTests(TestCase):
         service.privilegedStartService()
         service.startService()
         http = service.getServiceNamed("http")
-        persistence = service.getServiceNamed("persistence")
+        persistence = service.getServiceNamed("database")
         port = http.ports["api"].getHost().port
         response = await treq.get(f"http://127.0.0.1:{port}/version", persistent=False)
         self.assertEqual(await response.text(), service.deployment.version)

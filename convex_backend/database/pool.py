@@ -14,14 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from twisted.application.service import Service
 from twisted.enterprise import adbapi
 from twisted.internet import defer
-from twisted.logger import Logger
 
-from convex_backend.config import Persistence, StartupError
 
-log = Logger(namespace="convex.database")
 T = TypeVar("T")
 
 
@@ -46,6 +42,7 @@ class DatabasePool:
 
     def __init__(self, path: Path, readers: int = 4) -> None:
         self.path = path
+        self._closed = False
         self.engine = SqliteEngine()
         common: dict[str, Any] = {
             "check_same_thread": False,
@@ -82,55 +79,8 @@ class DatabasePool:
         return self._readers.runWithConnection(fn, *args, **kwargs)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._readers.close()
         self._writer.close()
-
-
-def _create_globals(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS persistence_globals ("
-        " key TEXT PRIMARY KEY, json_value TEXT NOT NULL)"
-    )
-
-
-class PersistenceService(Service):
-    """Opens the database when the daemon starts and closes it last when it stops."""
-
-    name = "persistence"
-
-    def __init__(self, persistence: Persistence) -> None:
-        if persistence.scheme != "sqlite" or persistence.path is None:
-            raise ValueError(f"unsupported persistence {persistence.scheme!r}")
-        self.persistence = persistence
-        self.pool: DatabasePool | None = None
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        path = self.persistence.path
-        assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Open once on the main thread before serving so that an unreadable or
-        # corrupt file stops the daemon at startup rather than on first use.
-        try:
-            conn = sqlite3.connect(str(path))
-            try:
-                SqliteEngine.on_connect(conn)
-                _create_globals(conn)
-                conn.commit()
-            finally:
-                conn.close()
-        except sqlite3.Error as e:
-            raise StartupError(f"cannot open the database {str(path)!r}: {e}")
-
-    def startService(self) -> None:
-        super().startService()
-        self.pool = DatabasePool(self.persistence.path)  # type: ignore[arg-type]
-        self.pool.start()
-        log.info("Database: SQLite at {path}", path=str(self.persistence.path))
-
-    def stopService(self):
-        super().stopService()
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
-            log.info("Database closed")
