@@ -346,7 +346,9 @@ class Database:
                 new_tables.append((number, name, pending.ts))
         index_meta = list(self._pending_index_meta)
         for number, name, _ts in new_tables:
-            pending_table = self._pending_tables[name]
+            pending_table = self._pending_tables.get(name)
+            if pending_table is None:
+                continue
             for index_name, index_id in pending_table.index_ids.items():
                 index_meta.append(
                     (index_id, number, index_name, list(BUILTIN_INDEX_FIELDS[index_name]), "ready")
@@ -385,8 +387,8 @@ class Database:
         store.horizon = self._horizon()
         for pending in batch:
             for number, name in pending.new_tables:
-                if number not in store.tables:
-                    pending_table = self._pending_tables.pop(name)
+                pending_table = self._pending_tables.pop(name, None)
+                if number not in store.tables and pending_table is not None:
                     table = store.add_table(number, name)
                     table.counts = [(0, 0)]
                     for index_name, index_id in pending_table.index_ids.items():
@@ -516,6 +518,65 @@ class Database:
         self.store.drop_index(index.descriptor.index_id)
         self._pending_index_deletes.append(index.descriptor.index_id)
         await self._request_flush()
+
+    async def set_schema(self, schema) -> list[str]:
+        """Make ``schema`` (a parsed :class:`~.schema.Schema`) the deployment's schema.
+
+        Existing documents are checked first; if any does not match, nothing
+        changes and :class:`~.schema.SchemaError` reports the first offenders.
+        Declared tables are created, new indexes added and backfilled, indexes
+        no longer declared dropped. Returns a short log of what changed.
+        """
+        from convex_backend.database.schema import SchemaError
+
+        problems: list[str] = []
+        if schema.schema_validation:
+            for name, table_schema in schema.tables.items():
+                table = self.store.tables_by_name.get(name)
+                if table is None or table_schema.document_validator is None:
+                    continue
+                docs = (
+                    doc
+                    for _key, doc_id in table.indexes["by_id"].scan(b"", None, self.published_ts)
+                    for doc in (self.store.latest(doc_id),)
+                    if doc is not None
+                )
+                problems += schema.check_existing(name, docs, self, limit=10 - len(problems))
+                if len(problems) >= 10:
+                    break
+        if problems:
+            raise SchemaError(
+                "Schema validation failed: existing documents do not match the new "
+                "schema.\n" + "\n".join(problems)
+            )
+        changes: list[str] = []
+        for name, table_schema in schema.tables.items():
+            if name not in self.store.tables_by_name:
+                await self.create_table(name)
+                changes.append(f"created table {name}")
+            table = self.store.tables_by_name[name]
+            for index_name, fields in table_schema.indexes.items():
+                existing = table.indexes.get(index_name)
+                if existing is not None and existing.descriptor.declared != tuple(fields):
+                    await self.drop_index(name, index_name)
+                    changes.append(f"dropped index {name}.{index_name} (fields changed)")
+                    existing = None
+                if existing is None:
+                    await self.add_index(name, index_name, tuple(fields))
+                    changes.append(f"added index {name}.{index_name}")
+        for table in list(self.store.tables.values()):
+            if table.name.startswith("_"):
+                continue
+            declared = schema.tables.get(table.name)
+            for index_name in list(table.indexes):
+                if index_name in BUILTIN_INDEX_FIELDS:
+                    continue
+                if declared is None or index_name not in declared.indexes:
+                    await self.drop_index(table.name, index_name)
+                    changes.append(f"dropped index {table.name}.{index_name}")
+        self.schema = schema
+        await self.set_global("schema", schema.to_json())
+        return changes
 
     async def set_global(self, key: str, value: Any) -> None:
         """Persist a piece of deployment state (schema, ...) with the next batch."""

@@ -71,6 +71,7 @@ class Transaction:
         self.bytes_written = 0
         self.paginated = False
         self._streams: set = set()
+        self._creating: set[str] = set()
 
     def close(self) -> None:
         if not self.closed:
@@ -241,7 +242,10 @@ class Transaction:
             raise DatabaseError(str(e), "InvalidDocument")
         schema = self.db.schema
         if schema is not None and not is_system_table(table_name):
-            schema.validate_document(table_name, doc, self.db)
+            try:
+                schema.validate_document(table_name, doc, self.db)
+            except ConvexValueError as e:
+                raise DatabaseError(str(e), "SchemaValidationFailed")
         return size
 
     def _buffer(self, doc_id: str, write: BufferedWrite) -> None:
@@ -289,8 +293,12 @@ class Transaction:
             number = SYSTEM_TABLES[table]
         else:
             number = self.db.allocate_table(table).number
-            key = namespace_key(table)
-            self._record(NAMESPACE_INDEX, key, prefix_successor(key))
+            if table not in self._creating:
+                # Creating a table is a read of its name: two transactions
+                # creating it at once conflict, and the second one retries.
+                self._creating.add(table)
+                key = namespace_key(table)
+                self._record(NAMESPACE_INDEX, key, prefix_successor(key))
         doc_id = encode_id(number, new_internal_id())
         doc = {k: v for k, v in value.items() if v is not UNDEFINED}
         doc["_id"] = doc_id

@@ -39,7 +39,7 @@ from convex_backend.values import (
 )
 from tests.values.test_order import binaries, floats, int64s, texts, values
 
-SETTINGS = settings(max_examples=3000, deadline=None)
+SETTINGS = settings(max_examples=300, deadline=None)
 
 TABLES = {"users": 1, "messages": 2, "_storage": 3}
 CTX = MappingValidationContext(TABLES)
