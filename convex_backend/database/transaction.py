@@ -426,7 +426,8 @@ class QueryStream:
         system: bool = False,
         start: bytes | None = None,
         end: bytes | None = None,
-        bounded: bool = True,
+        max_rows: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         from convex_backend.database.query import FullTableScan, IndexRange, plan_range
 
@@ -439,6 +440,9 @@ class QueryStream:
         self.rows_scanned = 0
         self.bytes_scanned = 0
         self.keys: dict[str, bytes] = {}
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.budget_hit = False
         source = query.source
         if isinstance(source, FullTableScan):
             from convex_backend.database.tables import BY_CREATION_TIME
@@ -483,7 +487,20 @@ class QueryStream:
         self.index = index
         self.index_id = descriptor.index_id
         self.range = (lo, hi)
-        self._rows = query.apply(self._scan(lo, hi)) if bounded else self._scan(lo, hi)
+        rows = self._scan(lo, hi)
+        if max_rows is not None or max_bytes is not None:
+            rows = self._budgeted(rows)
+        self._rows = query.apply(rows)
+
+    def _budgeted(self, rows):
+        """Stop scanning once the page's row or byte budget is spent."""
+        for row in rows:
+            yield row
+            if (self.max_rows is not None and self.rows_scanned >= self.max_rows) or (
+                self.max_bytes is not None and self.bytes_scanned >= self.max_bytes
+            ):
+                self.budget_hit = True
+                return
 
     def _scan(self, lo: bytes, hi: bytes | None):
         tx = self.tx
@@ -700,23 +717,18 @@ def _query_page(
             lo = stop_cursor.position
         else:
             hi = _after(stop_cursor.position)
-    stream = QueryStream(self, query, system=system, start=lo, end=hi)
+    stream = QueryStream(
+        self, query, system=system, start=lo, end=hi, max_rows=max_rows, max_bytes=max_bytes
+    )
     self._streams.add(stream)
     page: list[dict] = []
-    status = None
-    while True:
-        if stop_cursor is None and len(page) >= page_size:
-            break
-        if max_rows is not None and stream.rows_scanned >= max_rows:
-            status = "SplitRequired" if stop_cursor is not None else None
-            break
-        if max_bytes is not None and stream.bytes_scanned >= max_bytes:
-            status = "SplitRequired" if stop_cursor is not None else None
-            break
+    while stop_cursor is not None or len(page) < page_size:
         row = stream.next()
         if row is None:
             break
         page.append(row)
+    # An end-cursor page that no longer fits its budget must be split.
+    status = "SplitRequired" if stream.budget_hit and stop_cursor is not None else None
     exhausted = stream.source_exhausted or (stream.done and stream.range is None)
     if not stream.done:
         stream.close()

@@ -47,14 +47,17 @@ def scan(table: str, order: str = "asc") -> dict:
 
 
 def index_range(table: str, index: str, *exprs: tuple, order: str = "asc", ops=()) -> dict:
-    from convex_backend.values import to_json
+    from convex_backend.values import UNDEFINED, to_json
+
+    def encode(value):
+        return {"$undefined": None} if value is UNDEFINED else to_json(value)
 
     return {
         "source": {
             "type": "IndexRange",
             "indexName": f"{table}.{index}",
             "range": [
-                {"type": op, "fieldPath": field, "value": to_json(value)}
+                {"type": op, "fieldPath": field, "value": encode(value)}
                 for op, field, value in exprs
             ],
             "order": order,
