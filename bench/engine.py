@@ -40,7 +40,8 @@ async def bench_commits(db: Database, seconds: float, writers: int) -> float:
         nonlocal done
         i = 0
         while time.perf_counter() < deadline:
-            await db.run(lambda tx: tx.insert("writes", {"writer": float(w), "i": float(i)}))
+            doc = {"writer": float(w), "i": float(i)}
+            await db.run(lambda tx, doc=doc: tx.insert("writes", doc))
             done += 1
             i += 1
 
@@ -110,10 +111,25 @@ async def main(reactor, args) -> None:
                 ]
             )
         tx = db.begin()
-        ids = [d["_id"] for d in tx.query({"source": {"type": "FullTableScan", "tableName": "items", "order": "asc"}, "operators": []})]
+        ids = [
+            d["_id"]
+            for d in tx.query(
+                {
+                    "source": {
+                        "type": "FullTableScan",
+                        "tableName": "items",
+                        "order": "asc",
+                    },
+                    "operators": [],
+                }
+            )
+        ]
         tx.close()
-        print(f"point reads/s (get by id, {len(ids):,} docs): {bench_point_reads(db, ids, args.seconds):,.0f}")
-        print(f"10-row indexed range reads/s: {bench_range_reads(db, args.docs, args.seconds):,.0f}")
+        point = bench_point_reads(db, ids, args.seconds)
+        print(f"point reads/s (get by id, {len(ids):,} docs): {point:,.0f}")
+        print(
+            f"10-row indexed range reads/s: {bench_range_reads(db, args.docs, args.seconds):,.0f}"
+        )
         await db.wait_for_idle()
         db.persistence.close()
     print(f"(python {'.'.join(map(str, os.sys.version_info[:3]))}, {os.cpu_count()} CPUs)")

@@ -89,9 +89,7 @@ class Options(usage.Options):
         "Run a Convex-compatible backend. Every option can also be set through "
         "the environment variable shown in docs/configuration.md."
     )
-    optParameters = [
-        [name, None, None, help_] for name, _env, _default, help_ in _PARAMETERS
-    ]
+    optParameters = [[name, None, None, help_] for name, _env, _default, help_ in _PARAMETERS]
     optFlags = [[name, None, help_] for name, _env, help_ in _FLAGS]
 
 
@@ -199,15 +197,11 @@ def parse_persistence(url: str | None, data_dir: Path) -> Persistence:
             raise ConfigError(f"--persistence {url!r} names no database file")
         return Persistence("sqlite", Path(path), url)
     if scheme in ("postgres", "postgresql"):
-        raise ConfigError(
-            "--persistence: PostgreSQL is not supported yet; use sqlite:///path"
-        )
+        raise ConfigError("--persistence: PostgreSQL is not supported yet; use sqlite:///path")
     if "://" not in url:
         raise ConfigError("--persistence must be a URL such as sqlite:///path/to/db")
     # Only the scheme is shown: the rest may hold a password.
-    raise ConfigError(
-        f"--persistence: unknown scheme {scheme!r}; expected sqlite:///path"
-    )
+    raise ConfigError(f"--persistence: unknown scheme {scheme!r}; expected sqlite:///path")
 
 
 def _origin(name: str, value: object, default: str) -> str:
@@ -240,9 +234,7 @@ def _check_data_dir(path: Path) -> Path:
     return path.resolve()
 
 
-def load_config(
-    options: Mapping[str, object], environ: Mapping[str, str] | None = None
-) -> Config:
+def load_config(options: Mapping[str, object], environ: Mapping[str, str] | None = None) -> Config:
     """Validate everything and build the :class:`Config`; creates the data dir."""
     from convex_backend.auth.admin_key import AdminKeyError, parse_admin_key
 
@@ -255,8 +247,7 @@ def load_config(
     log_level = str(raw["log-level"]).lower()
     if log_level not in LOG_LEVELS:
         raise ConfigError(
-            f"--log-level must be one of {', '.join(LOG_LEVELS)}; "
-            f"got {raw['log-level']!r}"
+            f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {raw['log-level']!r}"
         )
     workers = (
         _positive_int("workers", raw["workers"])
@@ -274,8 +265,7 @@ def load_config(
             raise ConfigError(f"--admin-key is malformed: {e}")
         if name != instance_name:
             raise ConfigError(
-                f"--admin-key is for instance {name!r}, "
-                f"but this is instance {instance_name!r}"
+                f"--admin-key is for instance {name!r}, but this is instance {instance_name!r}"
             )
     data_dir = _check_data_dir(Path(str(raw["data-dir"])))
     persistence = parse_persistence(
@@ -298,12 +288,8 @@ def load_config(
         admin_key=str(admin_key) if admin_key is not None else None,
         disable_beacon=bool(raw["disable-beacon"]),
         site_proxy=site_proxy,
-        cloud_origin=_origin(
-            "cloud-origin", raw["cloud-origin"], f"http://{public_host}:{port}"
-        ),
-        site_origin=_origin(
-            "site-origin", raw["site-origin"], f"http://{public_host}:{site_port}"
-        ),
+        cloud_origin=_origin("cloud-origin", raw["cloud-origin"], f"http://{public_host}:{port}"),
+        site_origin=_origin("site-origin", raw["site-origin"], f"http://{public_host}:{site_port}"),
         workers=workers,
         log_level=log_level,
         max_request_bytes=_positive_int("max-request-bytes", raw["max-request-bytes"]),

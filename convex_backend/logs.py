@@ -28,9 +28,7 @@ LEVELS = {
 }
 
 
-def make_observer(
-    level: str, twistd_options: Mapping[str, object] | None
-) -> ILogObserver:
+def make_observer(level: str, twistd_options: Mapping[str, object] | None) -> ILogObserver:
     """Build twistd's default observer for these options, behind a level filter."""
     options = twistd_options or {}
     filename = options.get("logfile") or None
@@ -40,10 +38,6 @@ def make_observer(
     else:
         path = str(filename or "twistd.log")
         directory, _, name = path.rpartition("/")
-        stream = (
-            logfile.LogFile.fromFullPath(path)
-            if directory
-            else logfile.LogFile(name, ".")
-        )
+        stream = logfile.LogFile.fromFullPath(path) if directory else logfile.LogFile(name, ".")
     predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
     return FilteringLogObserver(textFileLogObserver(stream), [predicate])

@@ -116,9 +116,7 @@ def resolve_admin_key(config: Config, secret: str) -> tuple[str, bool]:
     return derive_admin_key(config.instance_name, secret), True
 
 
-def build(
-    config: Config, reactor=None, log_observer: ILogObserver | None = None
-) -> ConvexService:
+def build(config: Config, reactor=None, log_observer: ILogObserver | None = None) -> ConvexService:
     """The whole service tree for a validated configuration."""
     if reactor is None:
         from twisted.internet import reactor  # noqa: PLC0415

@@ -45,9 +45,7 @@ class _Collector(ProcessProtocol):
 class Daemon:
     """One ``twistd -n convex`` process; ``api_url``/``site_url`` once started."""
 
-    def __init__(
-        self, data_dir: str, *args: str, env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, data_dir: str, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = os.path.abspath(data_dir)
         self.args = list(args)
         self.env = env or {}
@@ -70,15 +68,11 @@ class Daemon:
         ]
         env = {
             "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": os.pathsep.join(
-                [str(REPO), os.environ.get("PYTHONPATH", "")]
-            ),
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             "HOME": os.environ.get("HOME", "/tmp"),
             **self.env,
         }
-        self.process = reactor.spawnProcess(
-            self.protocol, argv[0], argv, env=env, path=str(REPO)
-        )
+        self.process = reactor.spawnProcess(self.protocol, argv[0], argv, env=env, path=str(REPO))
         self.protocol.ended.addCallback(self._ended)
 
     def _ended(self, code: int | None) -> int | None:

@@ -91,9 +91,7 @@ class LoadConfigTests(SynchronousTestCase):
         self.assertEqual(options["port"], "1")
         self.assertTrue(options["disable-beacon"])
 
-    def assertConfigError(
-        self, fragment: str, environ: dict | None = None, **options: str
-    ) -> str:
+    def assertConfigError(self, fragment: str, environ: dict | None = None, **options: str) -> str:
         with self.assertRaises(ConfigError) as caught:
             self.load(environ=environ, **options)
         message = str(caught.exception)
@@ -108,26 +106,16 @@ class LoadConfigTests(SynchronousTestCase):
         self.assertConfigError("both 4000", port="4000", site_port="4000")
 
     def test_bad_persistence(self) -> None:
-        self.assertConfigError(
-            "unknown scheme 'mysql'", persistence="mysql://u:pw@host/db"
-        )
+        self.assertConfigError("unknown scheme 'mysql'", persistence="mysql://u:pw@host/db")
         self.assertConfigError("must be a URL", persistence="nonsense")
-        message = self.assertConfigError(
-            "unknown scheme", persistence="mysql://u:pw@h/db"
-        )
+        message = self.assertConfigError("unknown scheme", persistence="mysql://u:pw@h/db")
         self.assertNotIn("pw", message)
-        self.assertConfigError(
-            "PostgreSQL is not supported yet", persistence="postgres://x/y"
-        )
+        self.assertConfigError("PostgreSQL is not supported yet", persistence="postgres://x/y")
         self.assertConfigError("names no database file", persistence="sqlite://")
 
     def test_persistence_urls(self) -> None:
-        self.assertEqual(
-            parse_persistence("sqlite:///var/x.db", self.tmp).path, Path("/var/x.db")
-        )
-        self.assertEqual(
-            parse_persistence("sqlite://rel/x.db", self.tmp).path, Path("rel/x.db")
-        )
+        self.assertEqual(parse_persistence("sqlite:///var/x.db", self.tmp).path, Path("/var/x.db"))
+        self.assertEqual(parse_persistence("sqlite://rel/x.db", self.tmp).path, Path("rel/x.db"))
 
     def test_unwritable_data_dir(self) -> None:
         if os.getuid() == 0:
@@ -146,9 +134,7 @@ class LoadConfigTests(SynchronousTestCase):
 
     def test_bad_keys_and_secrets(self) -> None:
         self.assertConfigError("--admin-key is malformed", admin_key="no-bar")
-        self.assertConfigError(
-            "never contains ':'", admin_key="convex-self-hosted|ab:cd"
-        )
+        self.assertConfigError("never contains ':'", admin_key="convex-self-hosted|ab:cd")
         self.assertConfigError("is for instance 'other'", admin_key="other|abcd")
         message = self.assertConfigError("64 hexadecimal", instance_secret="zz" * 32)
         self.assertNotIn("zz" * 32, message)
@@ -157,9 +143,7 @@ class LoadConfigTests(SynchronousTestCase):
     def test_bad_misc(self) -> None:
         self.assertConfigError("--log-level must be one of", log_level="loud")
         self.assertConfigError("--workers must be at least 1", workers="0")
-        self.assertConfigError(
-            "--site-proxy must be an http(s) URL", site_proxy="ftp://x"
-        )
+        self.assertConfigError("--site-proxy must be an http(s) URL", site_proxy="ftp://x")
 
     def test_repr_hides_secrets(self) -> None:
         config = self.load(instance_secret=SECRET, admin_key="convex-self-hosted|abcd")

@@ -49,9 +49,7 @@ class DaemonEndToEndTests(TestCase):
             ("GET", "/no/such/route", None),
             ("POST", "/echo", b"x" * (33 * 1024 * 1024)),
         ):
-            response = await treq.request(
-                method, api + path, data=body, persistent=False
-            )
+            response = await treq.request(method, api + path, data=body, persistent=False)
             self.assertGreaterEqual(response.code, 400)
             error = json.loads(await response.content())
             self.assertEqual(set(error), {"code", "message"})

@@ -56,10 +56,6 @@ class ServiceTreeTests(TestCase):
     def test_derived_key_is_announced_configured_key_is_not(self) -> None:
         derived = build(make_config(self.mktemp()), reactor)
         self.assertTrue(derived._announce_key.startswith("convex-self-hosted|01"))
-        configured = build(
-            make_config(self.mktemp(), admin_key="convex-self-hosted|abcd"), reactor
-        )
+        configured = build(make_config(self.mktemp(), admin_key="convex-self-hosted|abcd"), reactor)
         self.assertIsNone(configured._announce_key)
-        self.assertTrue(
-            configured.deployment.admin_keys.is_valid("convex-self-hosted|abcd")
-        )
+        self.assertTrue(configured.deployment.admin_keys.is_valid("convex-self-hosted|abcd"))

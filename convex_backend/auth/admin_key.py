@@ -74,9 +74,7 @@ def _read_secret(path: Path) -> str:
     return text.lower()
 
 
-def derive_key_material(
-    instance_secret: str, label: str, context: bytes, length: int
-) -> bytes:
+def derive_key_material(instance_secret: str, label: str, context: bytes, length: int) -> bytes:
     """Derive ``length`` bytes for one purpose (admin key, cursors, ...)."""
     kdf = KBKDFHMAC(
         algorithm=hashes.SHA256(),
@@ -93,9 +91,7 @@ def derive_key_material(
 
 
 def derive_admin_key(instance_name: str, instance_secret: str) -> str:
-    material = derive_key_material(
-        instance_secret, "admin key", instance_name.encode(), 32
-    )
+    material = derive_key_material(instance_secret, "admin key", instance_name.encode(), 32)
     return f"{instance_name}|{KEY_VERSION}{material.hex()}"
 
 

@@ -66,11 +66,7 @@ def _decode_identity(encoded: str) -> dict:
         raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         identity = json.loads(raw)
     except (binascii.Error, ValueError):
-        raise AuthorizationError(
-            "the identity after the admin key must be base64-encoded JSON"
-        )
+        raise AuthorizationError("the identity after the admin key must be base64-encoded JSON")
     if not isinstance(identity, dict):
-        raise AuthorizationError(
-            "the identity after the admin key must be a JSON object"
-        )
+        raise AuthorizationError("the identity after the admin key must be a JSON object")
     return identity

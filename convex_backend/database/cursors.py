@@ -161,9 +161,7 @@ class CursorCodec:
         try:
             plaintext = self._aead.decrypt(nonce, raw[1 + _NONCE_SIZE :], raw[:1])
         except InvalidTag:
-            raise InvalidCursor(
-                "the cursor was altered or comes from another deployment"
-            ) from None
+            raise InvalidCursor("the cursor was altered or comes from another deployment") from None
         fp = plaintext[:FINGERPRINT_SIZE]
         if not hmac.compare_digest(fp, expected_fingerprint):
             raise InvalidCursor("the cursor belongs to a different query")

@@ -142,17 +142,13 @@ class Database:
                     self._pending_index_meta.append(
                         (index_id, table.number, name, list(fields), "ready")
                     )
-                self.store.add_index(
-                    IndexDescriptor(index_id, table.number, name, fields, fields)
-                )
+                self.store.add_index(IndexDescriptor(index_id, table.number, name, fields, fields))
         for (table_number, name), (index_id, fields, _state) in known_indexes.items():
             if table_number not in self.store.tables:
                 continue
             declared = tuple(fields)
             self.store.add_index(
-                IndexDescriptor(
-                    index_id, table_number, name, full_index_fields(declared), declared
-                )
+                IndexDescriptor(index_id, table_number, name, full_index_fields(declared), declared)
             )
         documents = self.store.documents
         last_creation = 0.0
@@ -351,7 +347,13 @@ class Database:
                 continue
             for index_name, index_id in pending_table.index_ids.items():
                 index_meta.append(
-                    (index_id, number, index_name, list(BUILTIN_INDEX_FIELDS[index_name]), "ready")
+                    (
+                        index_id,
+                        number,
+                        index_name,
+                        list(BUILTIN_INDEX_FIELDS[index_name]),
+                        "ready",
+                    )
                 )
         index_deletes = list(self._pending_index_deletes)
         globals_ = dict(self._pending_globals)
@@ -380,9 +382,7 @@ class Database:
             errbackArgs=(batch, waiters, index_meta, index_deletes, globals_),
         )
 
-    def _batch_durable(
-        self, _result: object, batch: list[PendingCommit], waiters: list
-    ) -> None:
+    def _batch_durable(self, _result: object, batch: list[PendingCommit], waiters: list) -> None:
         store = self.store
         store.horizon = self._horizon()
         for pending in batch:
@@ -409,9 +409,7 @@ class Database:
         if (self._queue or self._metadata_waiters) and self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self._flush)
 
-    def _batch_failed(
-        self, failure, batch, waiters, index_meta, index_deletes, globals_
-    ) -> None:
+    def _batch_failed(self, failure, batch, waiters, index_meta, index_deletes, globals_) -> None:
         log.failure("Could not persist {n} commits", failure, n=len(batch))
         for pending in batch:
             self.write_log.remove(pending.entry)

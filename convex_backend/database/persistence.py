@@ -191,7 +191,14 @@ def _write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
                 "INSERT INTO documents (id, ts, table_id, json_value, deleted, prev_ts)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (d.id, d.ts, d.table_id, d.json_value, d.json_value is None, d.prev_ts)
+                    (
+                        d.id,
+                        d.ts,
+                        d.table_id,
+                        d.json_value,
+                        d.json_value is None,
+                        d.prev_ts,
+                    )
                     for d in batch.documents
                 ],
             )
@@ -208,7 +215,6 @@ def _write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
 
 def _history(conn: sqlite3.Connection, doc_id: str) -> list[tuple]:
     return conn.execute(
-        "SELECT ts, table_id, json_value, deleted, prev_ts FROM documents"
-        " WHERE id = ? ORDER BY ts",
+        "SELECT ts, table_id, json_value, deleted, prev_ts FROM documents WHERE id = ? ORDER BY ts",
         (doc_id,),
     ).fetchall()

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from twisted.enterprise import adbapi
 from twisted.internet import defer
 
-
 T = TypeVar("T")
 
 
@@ -66,15 +65,11 @@ class DatabasePool:
         self._writer.start()
         self._readers.start()
 
-    def run_write(
-        self, fn: Callable[..., T], *args: Any, **kwargs: Any
-    ) -> defer.Deferred:
+    def run_write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred:
         """Run ``fn(connection, ...)`` on the writer connection."""
         return self._writer.runWithConnection(fn, *args, **kwargs)
 
-    def run_read(
-        self, fn: Callable[..., T], *args: Any, **kwargs: Any
-    ) -> defer.Deferred:
+    def run_read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred:
         """Run ``fn(connection, ...)`` on a reader connection."""
         return self._readers.runWithConnection(fn, *args, **kwargs)
 

@@ -349,9 +349,7 @@ def _range_expr(obj: object, i: int) -> RangeExpr:
         raise QueryError(f"{what} must be an object, got {_json_type(obj)}")
     op = obj.get("type")
     if not isinstance(op, str) or op not in _RANGE_OPS:
-        raise QueryError(
-            f"{what}: 'type' must be one of Eq, Gt, Gte, Lt, Lte, got {op!r}"
-        )
+        raise QueryError(f"{what}: 'type' must be one of Eq, Gt, Gte, Lt, Lte, got {op!r}")
     path = _string(obj, "fieldPath", what)
     if "value" not in obj:
         raise QueryError(f"{what} is missing 'value'")
@@ -370,9 +368,7 @@ def _source(obj: object) -> Source:
         table, index = _split_index_name(_string(obj, "indexName", what))
         exprs = obj.get("range")
         if not isinstance(exprs, list):
-            raise QueryError(
-                f"{what}: 'range' must be an array, got {_json_type(exprs)}"
-            )
+            raise QueryError(f"{what}: 'range' must be an array, got {_json_type(exprs)}")
         rng = tuple(_range_expr(e, i) for i, e in enumerate(exprs))
         return IndexRange(table, index, rng, _order(obj, what))
     if kind == "Search":
@@ -387,9 +383,7 @@ def _search_source(obj: dict) -> SearchSource:
     table, index = _split_index_name(_string(obj, "indexName", what))
     filters = obj.get("filters")
     if not isinstance(filters, list):
-        raise QueryError(
-            f"{what}: 'filters' must be an array, got {_json_type(filters)}"
-        )
+        raise QueryError(f"{what}: 'filters' must be an array, got {_json_type(filters)}")
     if not filters:
         raise QueryError(f"{what} needs a search filter")
     search_field = query_text = None
@@ -412,9 +406,7 @@ def _search_source(obj: dict) -> SearchSource:
         elif kind == "Eq":
             eqs.append((path, _value(f["value"], f"value in {fwhat.lower()}")))
         else:
-            raise QueryError(
-                f"{fwhat}: only Eq filters may follow the Search filter, got {kind!r}"
-            )
+            raise QueryError(f"{fwhat}: only Eq filters may follow the Search filter, got {kind!r}")
     assert search_field is not None and query_text is not None
     return SearchSource(table, index, search_field, query_text, tuple(eqs))
 
@@ -432,8 +424,7 @@ def _limit(n: object) -> Limit:
 def _operator(obj: object, i: int) -> Operator:
     if not isinstance(obj, dict) or len(obj) != 1:
         raise QueryError(
-            f"Query operator {i} must be an object with the single key "
-            "'filter' or 'limit'"
+            f"Query operator {i} must be an object with the single key 'filter' or 'limit'"
         )
     ((key, arg),) = obj.items()
     if key == "filter":
@@ -537,9 +528,7 @@ def _imod(a: int, b: int) -> int:
     return a - b * _trunc_div(a, b)
 
 
-_ARITHMETIC: dict[
-    str, tuple[Callable[[float, float], float], Callable[[int, int], int]]
-] = {
+_ARITHMETIC: dict[str, tuple[Callable[[float, float], float], Callable[[int, int], int]]] = {
     "$add": (lambda a, b: a + b, lambda a, b: a + b),
     "$sub": (lambda a, b: a - b, lambda a, b: a - b),
     "$mul": (lambda a, b: a * b, lambda a, b: a * b),
@@ -601,8 +590,7 @@ def _compile_arithmetic(op: str, arg: object, depth: int) -> tuple[Evaluator, by
         if ta is Int64 and tb is Int64:
             return _wrap(iop(a.value, b.value))
         raise QueryError(
-            f"{op} needs two float64 or two int64 operands, got "
-            f"{_type_name(a)} and {_type_name(b)}"
+            f"{op} needs two float64 or two int64 operands, got {_type_name(a)} and {_type_name(b)}"
         )
 
     return arithmetic, _canon(op, (lc, rc))
@@ -799,13 +787,11 @@ def plan_range(
                 )
             if pos >= len(fields):
                 raise invalid(
-                    f"Eq on {e.field_path!r} but all {len(fields)} index fields "
-                    "already have an Eq"
+                    f"Eq on {e.field_path!r} but all {len(fields)} index fields already have an Eq"
                 )
             if e.field_path != fields[pos]:
                 raise invalid(
-                    f"Eq on {e.field_path!r} where index field {fields[pos]!r} "
-                    "was expected"
+                    f"Eq on {e.field_path!r} where index field {fields[pos]!r} was expected"
                 )
             prefix.append(encode_key(e.value))
             continue
@@ -820,10 +806,7 @@ def plan_range(
                 )
             expected = fields[pos]
         if e.field_path != expected:
-            raise invalid(
-                f"{e.op} on {e.field_path!r} where index field {expected!r} was "
-                "expected"
-            )
+            raise invalid(f"{e.op} on {e.field_path!r} where index field {expected!r} was expected")
         bound_field = expected
         if e.op in _LOWER_OPS:
             if lower is not None:

@@ -189,9 +189,7 @@ class _Problem:
 
     __slots__ = ("field", "kind", "rpath", "validator", "value")
 
-    def __init__(
-        self, kind: int, value: Any, validator: Validator, field: Any = None
-    ) -> None:
+    def __init__(self, kind: int, value: Any, validator: Validator, field: Any = None) -> None:
         self.kind = kind
         self.value = value
         self.validator = validator
@@ -565,8 +563,7 @@ class LiteralValidator(Validator):
             kind = _LIT_INT64
         else:
             raise SchemaError(
-                "A literal must be a string, number, bigint or boolean, got "
-                f"{render_value(v)}"
+                f"A literal must be a string, number, bigint or boolean, got {render_value(v)}"
             )
         object.__setattr__(self, "_kind", kind)
         object.__setattr__(
@@ -901,8 +898,7 @@ def _parse(obj: Any, where: str, depth: int) -> Validator:
     if not isinstance(obj, dict):
         raise _bad(
             where,
-            'expected an object with a "type" field, got '
-            f"{_json_type(obj)} {_short_json(obj)}",
+            f'expected an object with a "type" field, got {_json_type(obj)} {_short_json(obj)}',
         )
     kind = obj.get("type")
     simple = _SIMPLE_VALIDATORS.get(kind) if isinstance(kind, str) else None
@@ -952,9 +948,7 @@ def _parse(obj: Any, where: str, depth: int) -> Validator:
                 check_field_name(name)
             except ConvexValueError as e:
                 raise _bad(where + ".value", str(e)) from None
-            validator, optional = _parse_field(
-                fobj, where + ".value" + _path_segment(name), depth
-            )
+            validator, optional = _parse_field(fobj, where + ".value" + _path_segment(name), depth)
             fields.append(ObjectField(name, validator, optional))
         return ObjectValidator(tuple(fields))
     if kind == "record":
@@ -977,16 +971,13 @@ def _parse(obj: Any, where: str, depth: int) -> Validator:
                 f"expected an array of validators, got {_json_type(members)}",
             )
         return UnionValidator(
-            tuple(
-                _parse(m, f"{where}.value[{i}]", depth) for i, m in enumerate(members)
-            )
+            tuple(_parse(m, f"{where}.value[{i}]", depth) for i, m in enumerate(members))
         )
     if "type" not in obj:
         raise _bad(where, 'missing "type"')
     raise _bad(
         where,
-        f"unknown validator type {_short_json(kind)}; expected one of "
-        + ", ".join(_TYPES),
+        f"unknown validator type {_short_json(kind)}; expected one of " + ", ".join(_TYPES),
     )
 
 
@@ -1069,13 +1060,9 @@ class TableSchema:
             "indexes": _db_indexes_json(self.indexes),
             "stagedDbIndexes": _db_indexes_json(self.staged_indexes),
             "searchIndexes": [i.to_json() for i in self.search_indexes.values()],
-            "stagedSearchIndexes": [
-                i.to_json() for i in self.staged_search_indexes.values()
-            ],
+            "stagedSearchIndexes": [i.to_json() for i in self.staged_search_indexes.values()],
             "vectorIndexes": [i.to_json() for i in self.vector_indexes.values()],
-            "stagedVectorIndexes": [
-                i.to_json() for i in self.staged_vector_indexes.values()
-            ],
+            "stagedVectorIndexes": [i.to_json() for i in self.staged_vector_indexes.values()],
             "documentType": (
                 self.document_validator.to_json()
                 if self.document_validator is not None
@@ -1122,9 +1109,7 @@ class Schema:
         # Undeclared tables are not validated (see the module docstring).
         return None if table is None else table.document_validator
 
-    def validate_document(
-        self, table_name: str, doc: dict, ctx: ValidationContext | None
-    ) -> None:
+    def validate_document(self, table_name: str, doc: dict, ctx: ValidationContext | None) -> None:
         """Check a document about to be written to ``table_name``.
 
         The system fields ``_id`` and ``_creationTime`` are ignored. Raises
@@ -1191,8 +1176,7 @@ def _check_user_name(name: Any, what: str, table: str | None) -> str:
     if name.startswith("_"):
         raise _schema_error(
             table,
-            f"{what} {json.dumps(name)} starts with '_', which is reserved for "
-            "the system",
+            f"{what} {json.dumps(name)} starts with '_', which is reserved for the system",
         )
     if not _USER_NAME.fullmatch(name):
         raise _schema_error(
@@ -1240,9 +1224,7 @@ def _check_paths(paths: Any, what: str, table: str, limit: int) -> tuple[str, ..
         )
     out = tuple(_check_field_path(p, what, table) for p in paths)
     if len(out) > limit:
-        raise _schema_error(
-            table, f"{what} has {len(out)} fields, more than the limit of {limit}"
-        )
+        raise _schema_error(table, f"{what} has {len(out)} fields, more than the limit of {limit}")
     if len(set(out)) != len(out):
         dup = next(p for i, p in enumerate(out) if p in out[:i])
         raise _schema_error(table, f"{what} lists the field {dup!r} twice")
@@ -1258,9 +1240,7 @@ class _IndexNames:
 
     def add(self, obj: Any, kind: str) -> str:
         if not isinstance(obj, dict):
-            raise _schema_error(
-                self.table, f"each {kind} must be an object, got {_json_type(obj)}"
-            )
+            raise _schema_error(self.table, f"each {kind} must be an object, got {_json_type(obj)}")
         name = _check_user_name(obj.get("indexDescriptor"), f"{kind} name", self.table)
         if name in RESERVED_INDEX_NAMES:
             raise _schema_error(
@@ -1274,9 +1254,7 @@ class _IndexNames:
         return name
 
 
-def _parse_db_indexes(
-    items: list, names: _IndexNames, table: str
-) -> Mapping[str, tuple[str, ...]]:
+def _parse_db_indexes(items: list, names: _IndexNames, table: str) -> Mapping[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for obj in items:
         name = names.add(obj, "index")
@@ -1288,9 +1266,7 @@ def _parse_db_indexes(
     return MappingProxyType(out)
 
 
-def _parse_search_indexes(
-    items: list, names: _IndexNames, table: str
-) -> Mapping[str, SearchIndex]:
+def _parse_search_indexes(items: list, names: _IndexNames, table: str) -> Mapping[str, SearchIndex]:
     out: dict[str, SearchIndex] = {}
     for obj in items:
         name = names.add(obj, "search index")
@@ -1306,9 +1282,7 @@ def _parse_search_indexes(
     return MappingProxyType(out)
 
 
-def _parse_vector_indexes(
-    items: list, names: _IndexNames, table: str
-) -> Mapping[str, VectorIndex]:
+def _parse_vector_indexes(items: list, names: _IndexNames, table: str) -> Mapping[str, VectorIndex]:
     out: dict[str, VectorIndex] = {}
     for obj in items:
         name = names.add(obj, "vector index")
@@ -1343,9 +1317,7 @@ def _check_document_type(v: Validator, table: str, key: str) -> Validator | None
         return None
     members = v.members if isinstance(v, UnionValidator) else (v,)
     if not members:
-        raise _schema_error(
-            table, f"{key} is an empty union, which no document matches"
-        )
+        raise _schema_error(table, f"{key} is an empty union, which no document matches")
     for m in members:
         if not isinstance(m, ObjectValidator):
             raise _schema_error(
@@ -1365,9 +1337,7 @@ def _check_document_type(v: Validator, table: str, key: str) -> Validator | None
 
 def _parse_table(obj: Any, index: int) -> TableSchema:
     if not isinstance(obj, dict):
-        raise _schema_error(
-            None, f"tables[{index}] must be an object, got {_json_type(obj)}"
-        )
+        raise _schema_error(None, f"tables[{index}] must be an object, got {_json_type(obj)}")
     name = _check_user_name(obj.get("tableName"), "table name", None)
     names = _IndexNames(name)
     indexes = _parse_db_indexes(_check_list(obj, "indexes", name), names, name)
@@ -1408,9 +1378,7 @@ def _parse_table(obj: Any, index: int) -> TableSchema:
     doc_type = obj.get("documentType")
     validator = None
     if doc_type is not None:
-        validator = _check_document_type(
-            document_type("documentType"), name, "documentType"
-        )
+        validator = _check_document_type(document_type("documentType"), name, "documentType")
     staged_validator = None
     if obj.get("stagedDocumentType") is not None:
         staged_validator = document_type("stagedDocumentType")
@@ -1440,9 +1408,7 @@ def parse_schema(json_text_or_obj: str | bytes | Mapping[str, Any]) -> Schema:
         raise _schema_error(None, f"expected a JSON object, got {_json_type(obj)}")
     tables_json = obj.get("tables")
     if not isinstance(tables_json, list):
-        raise _schema_error(
-            None, f'"tables" must be an array, got {_json_type(tables_json)}'
-        )
+        raise _schema_error(None, f'"tables" must be an array, got {_json_type(tables_json)}')
     validation = obj.get("schemaValidation", True)
     if validation is None:
         validation = True

@@ -56,7 +56,9 @@ class DatabaseService(Service):
         self.pool = DatabasePool(self.persistence.path)  # type: ignore[arg-type]
         self.pool.start()
         self.database = Database(
-            SqlitePersistence(self.pool), self.reactor, instance_secret=self.instance_secret
+            SqlitePersistence(self.pool),
+            self.reactor,
+            instance_secret=self.instance_secret,
         )
         log.info("Database: SQLite at {path}", path=str(self.persistence.path))
         d = defer.ensureDeferred(self.database.load())

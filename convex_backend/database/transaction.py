@@ -31,8 +31,8 @@ from convex_backend.database.tables import (
 from convex_backend.database.writelog import ReadSet
 from convex_backend.values import UNDEFINED, ConvexValueError, decode_id, encode_id
 from convex_backend.values.ids import new_internal_id
-from convex_backend.values.size import check_document, validate_identifier
 from convex_backend.values.keys import prefix_successor
+from convex_backend.values.size import check_document, validate_identifier
 
 if TYPE_CHECKING:
     from convex_backend.database.engine import Database
@@ -153,9 +153,7 @@ class Transaction:
 
     def _decode(self, doc_id: object):
         if not isinstance(doc_id, str):
-            raise DatabaseError(
-                f"Expected an id string, got {type(doc_id).__name__}", "InvalidId"
-            )
+            raise DatabaseError(f"Expected an id string, got {type(doc_id).__name__}", "InvalidId")
         try:
             return decode_id(doc_id)
         except ConvexValueError as e:
@@ -390,6 +388,172 @@ class Transaction:
         self._buffer(doc_id, BufferedWrite(number, name, original, original_ts, None, 0))
         return current
 
+    # -- queries ---------------------------------------------------------------
+
+    def query(self, query, *, system: bool = False) -> QueryStream:
+        """Start a query (``queryStream``); pull rows with :meth:`QueryStream.next`."""
+        from convex_backend.database.query import Query, parse_query
+
+        self._check_open()
+        if not isinstance(query, Query):
+            query = parse_query(query)
+        stream = QueryStream(self, query, system=system)
+        self._streams.add(stream)
+        return stream
+
+    def finish_reads(self) -> ReadSet:
+        """Close every open stream (recording its reads); returns the read set."""
+        for stream in list(self._streams):
+            stream.close()
+        return self.read_set
+
+    def count(self, table: str, *, system: bool = False) -> int:
+        """Number of documents in ``table`` at this transaction's snapshot."""
+        self._check_open()
+        info = self._table_for_read(table, system)
+        if info is None:
+            return 0
+        by_id = info.indexes[BY_ID].descriptor.index_id
+        self._record(by_id, b"", None)
+        count = info.count_at(self.begin_ts)
+        for write in self.writes.values():
+            if write.table_number == info.number:
+                if write.original is None and write.new is not None:
+                    count += 1
+                elif write.original is not None and write.new is None:
+                    count -= 1
+        return count
+
+    def query_page(
+        self,
+        query,
+        *,
+        cursor: str | None,
+        end_cursor: str | None = None,
+        page_size: float,
+        maximum_rows_read: float | None = None,
+        maximum_bytes_read: float | None = None,
+        system: bool = False,
+    ) -> dict:
+        """One page of a query (``queryPage``): Convex's PaginationResult shape."""
+        from convex_backend.database.cursors import Cursor, query_fingerprint
+        from convex_backend.database.query import Query, parse_query
+
+        self._check_open()
+        if self.paginated:
+            raise DatabaseError(
+                "This query or mutation function ran multiple paginated queries. Convex "
+                "only supports a single paginated query in each function.",
+                "MultiplePaginatedDatabaseQueries",
+            )
+        if not isinstance(query, Query):
+            query = parse_query(query)
+        page_size = _positive_count(
+            page_size, "pageSize", "Must request at least 1 document while paginating"
+        )
+        if page_size > MAX_PAGE_SIZE and end_cursor is None:
+            raise DatabaseError(
+                f"Page size {page_size} is larger than the maximum of {MAX_PAGE_SIZE}",
+                "PageSizeTooLarge",
+            )
+        max_rows = (
+            _positive_count(
+                maximum_rows_read,
+                "maximumRowsRead",
+                "maximumRowsRead must be at least 1",
+            )
+            if maximum_rows_read is not None
+            else None
+        )
+        max_bytes = (
+            _positive_count(
+                maximum_bytes_read,
+                "maximumBytesRead",
+                "maximumBytesRead must be at least 1",
+            )
+            if maximum_bytes_read is not None
+            else None
+        )
+        self.paginated = True
+        codec = self.db.cursor_codec
+        fingerprint = query_fingerprint(query)
+        start_cursor = codec.decode(cursor, fingerprint) if cursor is not None else None
+        stop_cursor = codec.decode(end_cursor, fingerprint) if end_cursor is not None else None
+        reverse = query.source.order == "desc" if hasattr(query.source, "order") else False
+
+        def end_of_range() -> str:
+            return codec.encode(Cursor(fingerprint, None))
+
+        if start_cursor is not None and start_cursor.position is None:
+            # A cursor past the end: an empty, finished page that reads nothing.
+            return {
+                "page": [],
+                "isDone": True,
+                "continueCursor": cursor,
+                "splitCursor": None,
+                "pageStatus": None,
+            }
+        lo = hi = None
+        if start_cursor is not None:
+            if reverse:
+                hi = start_cursor.position
+            else:
+                lo = _after(start_cursor.position)
+        if stop_cursor is not None and stop_cursor.position is not None:
+            if reverse:
+                lo = stop_cursor.position
+            else:
+                hi = _after(stop_cursor.position)
+        stream = QueryStream(
+            self,
+            query,
+            system=system,
+            start=lo,
+            end=hi,
+            max_rows=max_rows,
+            max_bytes=max_bytes,
+        )
+        self._streams.add(stream)
+        page: list[dict] = []
+        while stop_cursor is not None or len(page) < page_size:
+            row = stream.next()
+            if row is None:
+                break
+            page.append(row)
+        # An end-cursor page that no longer fits its budget must be split.
+        status = "SplitRequired" if stream.budget_hit and stop_cursor is not None else None
+        exhausted = stream.source_exhausted or (stream.done and stream.range is None)
+        if not stream.done:
+            stream.close()
+        if stream.range is None:
+            return {
+                "page": [],
+                "isDone": True,
+                "continueCursor": end_of_range(),
+                "splitCursor": None,
+                "pageStatus": None,
+            }
+        if exhausted:
+            is_done = stop_cursor is None or stop_cursor.position is None
+            if stop_cursor is not None:
+                continue_cursor = end_cursor
+            else:
+                continue_cursor = end_of_range()
+        else:
+            is_done = False
+            continue_cursor = codec.encode(Cursor(fingerprint, stream.last_key))
+        split_cursor = None
+        if len(page) >= 2:
+            middle = page[len(page) // 2 - 1]
+            split_cursor = codec.encode(Cursor(fingerprint, stream.keys[middle["_id"]]))
+        return {
+            "page": page,
+            "isDone": is_done,
+            "continueCursor": continue_cursor,
+            "splitCursor": split_cursor,
+            "pageStatus": status,
+        }
+
 
 def _version_ts(versions: list | None, ts: int) -> int | None:
     if not versions:
@@ -454,7 +618,8 @@ class QueryStream:
             range_exprs = source.range
         else:
             raise DatabaseError(
-                "Search queries are not supported yet by this backend", "SearchNotSupported"
+                "Search queries are not supported yet by this backend",
+                "SearchNotSupported",
             )
         self.reverse = source.order == "desc"
         table = tx._table_for_read(source.table_name, system)
@@ -477,7 +642,9 @@ class QueryStream:
                 "IndexBackfilling",
             )
         key_range = plan_range(
-            descriptor.fields, range_exprs, index_name=f"{source.table_name}.{index_name}"
+            descriptor.fields,
+            range_exprs,
+            index_name=f"{source.table_name}.{index_name}",
         )
         lo, hi = key_range.start, key_range.end
         if start is not None and start > lo:
@@ -610,158 +777,6 @@ class QueryStream:
         self.tx._streams.discard(self)
 
 
-def _query_stream(self: Transaction, query, *, system: bool = False) -> QueryStream:
-    """Start a query (``queryStream``); pull rows with :meth:`QueryStream.next`."""
-    from convex_backend.database.query import Query, parse_query
-
-    self._check_open()
-    if not isinstance(query, Query):
-        query = parse_query(query)
-    stream = QueryStream(self, query, system=system)
-    self._streams.add(stream)
-    return stream
-
-
-def _finish_reads(self: Transaction) -> ReadSet:
-    """Close every open stream (recording its reads); returns the read set."""
-    for stream in list(self._streams):
-        stream.close()
-    return self.read_set
-
-
-def _count(self: Transaction, table: str, *, system: bool = False) -> int:
-    """Number of documents in ``table`` at this transaction's snapshot."""
-    self._check_open()
-    info = self._table_for_read(table, system)
-    if info is None:
-        return 0
-    by_id = info.indexes[BY_ID].descriptor.index_id
-    self._record(by_id, b"", None)
-    count = info.count_at(self.begin_ts)
-    for write in self.writes.values():
-        if write.table_number == info.number:
-            if write.original is None and write.new is not None:
-                count += 1
-            elif write.original is not None and write.new is None:
-                count -= 1
-    return count
-
-
-def _query_page(
-    self: Transaction,
-    query,
-    *,
-    cursor: str | None,
-    end_cursor: str | None = None,
-    page_size: float,
-    maximum_rows_read: float | None = None,
-    maximum_bytes_read: float | None = None,
-    system: bool = False,
-) -> dict:
-    """One page of a query (``queryPage``): Convex's PaginationResult shape."""
-    from convex_backend.database.cursors import Cursor, query_fingerprint
-    from convex_backend.database.query import Query, parse_query
-
-    self._check_open()
-    if self.paginated:
-        raise DatabaseError(
-            "This query or mutation function ran multiple paginated queries. Convex "
-            "only supports a single paginated query in each function.",
-            "MultiplePaginatedDatabaseQueries",
-        )
-    if not isinstance(query, Query):
-        query = parse_query(query)
-    page_size = _positive_count(page_size, "pageSize", "Must request at least 1 document while paginating")
-    if page_size > MAX_PAGE_SIZE and end_cursor is None:
-        raise DatabaseError(
-            f"Page size {page_size} is larger than the maximum of {MAX_PAGE_SIZE}",
-            "PageSizeTooLarge",
-        )
-    max_rows = (
-        _positive_count(maximum_rows_read, "maximumRowsRead", "maximumRowsRead must be at least 1")
-        if maximum_rows_read is not None
-        else None
-    )
-    max_bytes = (
-        _positive_count(maximum_bytes_read, "maximumBytesRead", "maximumBytesRead must be at least 1")
-        if maximum_bytes_read is not None
-        else None
-    )
-    self.paginated = True
-    codec = self.db.cursor_codec
-    fingerprint = query_fingerprint(query)
-    start_cursor = codec.decode(cursor, fingerprint) if cursor is not None else None
-    stop_cursor = codec.decode(end_cursor, fingerprint) if end_cursor is not None else None
-    reverse = query.source.order == "desc" if hasattr(query.source, "order") else False
-
-    def end_of_range() -> str:
-        return codec.encode(Cursor(fingerprint, None))
-
-    if start_cursor is not None and start_cursor.position is None:
-        # A cursor past the end: an empty, finished page that reads nothing.
-        return {
-            "page": [],
-            "isDone": True,
-            "continueCursor": cursor,
-            "splitCursor": None,
-            "pageStatus": None,
-        }
-    lo = hi = None
-    if start_cursor is not None:
-        if reverse:
-            hi = start_cursor.position
-        else:
-            lo = _after(start_cursor.position)
-    if stop_cursor is not None and stop_cursor.position is not None:
-        if reverse:
-            lo = stop_cursor.position
-        else:
-            hi = _after(stop_cursor.position)
-    stream = QueryStream(
-        self, query, system=system, start=lo, end=hi, max_rows=max_rows, max_bytes=max_bytes
-    )
-    self._streams.add(stream)
-    page: list[dict] = []
-    while stop_cursor is not None or len(page) < page_size:
-        row = stream.next()
-        if row is None:
-            break
-        page.append(row)
-    # An end-cursor page that no longer fits its budget must be split.
-    status = "SplitRequired" if stream.budget_hit and stop_cursor is not None else None
-    exhausted = stream.source_exhausted or (stream.done and stream.range is None)
-    if not stream.done:
-        stream.close()
-    if stream.range is None:
-        return {
-            "page": [],
-            "isDone": True,
-            "continueCursor": end_of_range(),
-            "splitCursor": None,
-            "pageStatus": None,
-        }
-    if exhausted:
-        is_done = stop_cursor is None or stop_cursor.position is None
-        if stop_cursor is not None:
-            continue_cursor = end_cursor
-        else:
-            continue_cursor = end_of_range()
-    else:
-        is_done = False
-        continue_cursor = codec.encode(Cursor(fingerprint, stream.last_key))
-    split_cursor = None
-    if len(page) >= 2:
-        middle = page[len(page) // 2 - 1]
-        split_cursor = codec.encode(Cursor(fingerprint, stream.keys[middle["_id"]]))
-    return {
-        "page": page,
-        "isDone": is_done,
-        "continueCursor": continue_cursor,
-        "splitCursor": split_cursor,
-        "pageStatus": status,
-    }
-
-
 def _positive_count(value: object, name: str, message: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DatabaseError(f"{name} must be a number", "InvalidPaginationOptions")
@@ -770,9 +785,3 @@ def _positive_count(value: object, name: str, message: str) -> int:
     if value == float("inf"):
         return 2**62
     return int(value)
-
-
-Transaction.query = _query_stream
-Transaction.finish_reads = _finish_reads
-Transaction.count = _count
-Transaction.query_page = _query_page

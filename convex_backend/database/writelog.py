@@ -124,8 +124,10 @@ class WriteLog:
     def trim(self, keep_after_ts: int) -> None:
         """Drop entries nobody needs: at or below ``keep_after_ts``, or over the cap."""
         entries = self.entries
-        while entries and entries[0].durable and (
-            entries[0].ts <= keep_after_ts or len(entries) > self.max_entries
+        while (
+            entries
+            and entries[0].durable
+            and (entries[0].ts <= keep_after_ts or len(entries) > self.max_entries)
         ):
             self.horizon_ts = entries.popleft().ts
 

@@ -48,9 +48,7 @@ def install_error_handlers(app) -> None:
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
         method = request.method.decode("ascii", "replace")
         path = request.path.decode("utf-8", "replace")[:200]
-        return write_json_error(
-            request, 404, "NotFound", f"No route for {method} {path}"
-        )
+        return write_json_error(request, 404, "NotFound", f"No route for {method} {path}")
 
     @app.handle_errors(MethodNotAllowed)
     def not_allowed(self, request: IRequest, failure: Failure) -> bytes:

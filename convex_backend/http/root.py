@@ -50,17 +50,11 @@ def require_admin(
     if credentials is None and body_key is not None:
         credentials = AdminCredentials(body_key)
     if credentials is None:
-        raise ApiError(
-            401, "MissingAdminKey", "An admin key is required for this route"
-        )
+        raise ApiError(401, "MissingAdminKey", "An admin key is required for this route")
     if not isinstance(credentials, AdminCredentials):
-        raise ApiError(
-            403, "BadAdminKey", "This route needs an admin key, not a user token"
-        )
+        raise ApiError(403, "BadAdminKey", "This route needs an admin key, not a user token")
     if not deployment.admin_keys.is_valid(credentials.key):
-        raise ApiError(
-            403, "BadAdminKey", "The provided admin key was invalid for this instance"
-        )
+        raise ApiError(403, "BadAdminKey", "The provided admin key was invalid for this instance")
     return credentials
 
 

@@ -38,17 +38,13 @@ class HttpService(Service):
     def privilegedStartService(self) -> None:
         for name, port, site in self._listeners:
             try:
-                self.ports[name] = self._reactor.listenTCP(
-                    port, site, interface=self._host
-                )
+                self.ports[name] = self._reactor.listenTCP(port, site, interface=self._host)
             except CannotListenError as e:
                 for bound in self.ports.values():
                     bound.stopListening()
                 self.ports.clear()
                 reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
-                raise StartupError(
-                    f"cannot listen on {self._host}:{port} ({name}): {reason}"
-                )
+                raise StartupError(f"cannot listen on {self._host}:{port} ({name}): {reason}")
         super().privilegedStartService()
 
     def startService(self) -> None:

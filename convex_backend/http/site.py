@@ -86,8 +86,7 @@ class ConvexRequest(Request):
                 json.dumps(
                     {
                         "code": "PayloadTooLarge",
-                        "message": "The request body is larger than "
-                        f"{self._body_limit} bytes",
+                        "message": f"The request body is larger than {self._body_limit} bytes",
                     }
                 ).encode()
             )
@@ -99,9 +98,7 @@ class ConvexRequest(Request):
             self.route = "(bad path)"
             self.setResponseCode(400)
             self.setHeader(b"content-type", b"application/json")
-            self.write(
-                b'{"code": "BadRequest", "message": "The URL path is not valid UTF-8"}'
-            )
+            self.write(b'{"code": "BadRequest", "message": "The URL path is not valid UTF-8"}')
             self.finish()
             return
         super().process()

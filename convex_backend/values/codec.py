@@ -293,9 +293,7 @@ def dumps(value: Value) -> str:
     return _json_encoder.encode(to_json(value))
 
 
-_json_encoder = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":")
-)
+_json_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 # -- decoding ---------------------------------------------------------------
@@ -305,9 +303,7 @@ def _b64decode(payload: object, form: str) -> bytes:
     if type(payload) is not str:
         raise _PathError(f"{form} must hold a base64 string, got {_json_type(payload)}")
     if len(payload) % 4 or not _B64_SHAPE.fullmatch(payload):
-        raise _PathError(
-            f"{form} holds invalid base64 (standard alphabet with padding expected)"
-        )
+        raise _PathError(f"{form} holds invalid base64 (standard alphabet with padding expected)")
     return _a2b(payload)
 
 
@@ -480,13 +476,9 @@ def loads(text: str | bytes, *, allow_undefined: bool = False) -> Value:
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ConvexValueError(
-                f"Invalid UTF-8 in JSON text at byte {e.start}"
-            ) from None
+            raise ConvexValueError(f"Invalid UTF-8 in JSON text at byte {e.start}") from None
     elif not isinstance(text, str):
-        raise ConvexValueError(
-            f"JSON text must be str or bytes, got {type(text).__name__}"
-        )
+        raise ConvexValueError(f"JSON text must be str or bytes, got {type(text).__name__}")
     try:
         obj = _json_decoder.decode(text)
     except ConvexValueError:

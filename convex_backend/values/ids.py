@@ -123,8 +123,7 @@ def encode_id(table_number: int, internal_id: bytes) -> str:
         or not 1 <= table_number <= MAX_TABLE_NUMBER
     ):
         raise InvalidIdError(
-            f"Invalid table number {table_number!r}: must be an int "
-            f"from 1 to {MAX_TABLE_NUMBER}"
+            f"Invalid table number {table_number!r}: must be an int from 1 to {MAX_TABLE_NUMBER}"
         )
     if not isinstance(internal_id, bytes) or len(internal_id) != INTERNAL_ID_LENGTH:
         raise InvalidIdError(

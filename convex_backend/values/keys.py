@@ -93,9 +93,7 @@ def utf8(s: str) -> bytes:
     try:
         return s.encode("utf-8")
     except UnicodeEncodeError:
-        raise ConvexValueError(
-            "String is not valid Unicode (it contains a lone surrogate)"
-        )
+        raise ConvexValueError("String is not valid Unicode (it contains a lone surrogate)")
 
 
 def float_order_bits(f: float) -> int:
@@ -152,9 +150,7 @@ def _enc_list(v: list, out: list, depth: int) -> None:
 
 def _field_key(k: Any) -> bytes:
     if type(k) is not str and not isinstance(k, str):
-        raise ConvexValueError(
-            f"Object field names must be strings, got {type(k).__name__}"
-        )
+        raise ConvexValueError(f"Object field names must be strings, got {type(k).__name__}")
     return utf8(k)
 
 
@@ -276,9 +272,7 @@ def _read_escaped(buf: bytes, pos: int) -> tuple[bytes, int]:
     parts = []
     while True:
         if marker != 0xFF:
-            raise ConvexValueError(
-                f"Corrupt index key: bad escape 00 {marker:02x} at offset {end}"
-            )
+            raise ConvexValueError(f"Corrupt index key: bad escape 00 {marker:02x} at offset {end}")
         parts.append(buf[pos:end])
         pos = end + 2
         end = buf.find(b"\x00", pos)
@@ -371,15 +365,12 @@ def _dec_dict(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
             return obj, pos + 1
         if marker != 1:
             raise ConvexValueError(
-                f"Corrupt index key: bad object field marker {marker:02x} "
-                f"at offset {pos}"
+                f"Corrupt index key: bad object field marker {marker:02x} at offset {pos}"
             )
         raw, pos = _read_escaped(buf, pos + 1)
         # Only the canonical (sorted, duplicate-free) form re-encodes to itself.
         if previous is not None and raw <= previous:
-            raise ConvexValueError(
-                "Corrupt index key: object fields are not in sorted order"
-            )
+            raise ConvexValueError("Corrupt index key: object fields are not in sorted order")
         previous = raw
         key = _text(raw)
         if pos >= n:
@@ -392,9 +383,7 @@ def _dec_dict(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
 
 def _bad_tag(tag: int, pos: int, nested: bool) -> ConvexValueError:
     if tag == _TAG_UNDEFINED and nested:
-        return ConvexValueError(
-            "Corrupt index key: UNDEFINED inside an array or object"
-        )
+        return ConvexValueError("Corrupt index key: UNDEFINED inside an array or object")
     return ConvexValueError(f"Corrupt index key: bad tag {tag:02x} at offset {pos}")
 
 

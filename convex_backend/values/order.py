@@ -98,9 +98,7 @@ def _field_list(d: dict) -> list[tuple[bytes, Any]]:
     fields = []
     for k, v in d.items():
         if not isinstance(k, str):
-            raise ConvexValueError(
-                f"Object field names must be strings, got {type(k).__name__}"
-            )
+            raise ConvexValueError(f"Object field names must be strings, got {type(k).__name__}")
         fields.append((utf8(k), v))
     # Distinct keys have distinct UTF-8, so the values are never compared.
     fields.sort()

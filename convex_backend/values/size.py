@@ -194,16 +194,13 @@ def check_value(
         size = _size(value, 0, max_depth)
     except _DepthError as e:
         e.message = (
-            f"{label} {verb} nested too deeply (more than {max_depth} levels of "
-            "arrays and objects)"
+            f"{label} {verb} nested too deeply (more than {max_depth} levels of arrays and objects)"
         )
         raise e.public() from None
     except _PathError as e:
         raise e.public() from None
     if size > max_size:
-        raise ConvexValueError(
-            f"{label} {verb} too large ({size} bytes, limit {max_size})"
-        )
+        raise ConvexValueError(f"{label} {verb} too large ({size} bytes, limit {max_size})")
     return size
 
 
@@ -225,9 +222,7 @@ def _doc_size(v: Any, depth: int) -> int:
         if depth >= MAX_DOCUMENT_NESTING:
             raise _DepthError("")
         if len(v) > MAX_OBJECT_FIELDS:
-            raise _PathError(
-                f"Object has too many fields ({len(v)}, limit {MAX_OBJECT_FIELDS})"
-            )
+            raise _PathError(f"Object has too many fields ({len(v)}, limit {MAX_OBJECT_FIELDS})")
         depth += 1
         total = 2
         k = None
@@ -246,9 +241,7 @@ def _doc_size(v: Any, depth: int) -> int:
         if depth >= MAX_DOCUMENT_NESTING:
             raise _DepthError("")
         if len(v) > MAX_ARRAY_LENGTH:
-            raise _PathError(
-                f"Array is too long ({len(v)} elements, limit {MAX_ARRAY_LENGTH})"
-            )
+            raise _PathError(f"Array is too long ({len(v)} elements, limit {MAX_ARRAY_LENGTH})")
         depth += 1
         total = 2
         i = 0
@@ -304,9 +297,7 @@ def check_document(doc: dict) -> int:
     to measure what will be stored. ``UNDEFINED`` fields are ignored.
     """
     if not isinstance(doc, dict):
-        raise ConvexValueError(
-            f"A document must be an object, got {type(doc).__name__}"
-        )
+        raise ConvexValueError(f"A document must be an object, got {type(doc).__name__}")
     if len(doc) > MAX_OBJECT_FIELDS:
         raise ConvexValueError(
             f"Document has too many fields ({len(doc)}, limit {MAX_OBJECT_FIELDS})"
@@ -332,9 +323,7 @@ def check_document(doc: dict) -> int:
         e.key(k)
         raise e.public() from None
     if total > MAX_DOCUMENT_SIZE:
-        raise ConvexValueError(
-            f"Document is too large ({total} bytes, limit {MAX_DOCUMENT_SIZE})"
-        )
+        raise ConvexValueError(f"Document is too large ({total} bytes, limit {MAX_DOCUMENT_SIZE})")
     return total
 
 
@@ -347,9 +336,7 @@ def validate_identifier(name: str, what: str = "table name") -> None:
     At most 64 characters. Raises :class:`ConvexValueError` otherwise.
     """
     if not isinstance(name, str):
-        raise ConvexValueError(
-            f"Invalid {what}: expected a string, got {type(name).__name__}"
-        )
+        raise ConvexValueError(f"Invalid {what}: expected a string, got {type(name).__name__}")
     if len(name) > MAX_IDENTIFIER_LENGTH:
         raise ConvexValueError(
             f"Invalid {what} {_short(name)}: too long ({len(name)} characters, "

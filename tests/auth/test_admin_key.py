@@ -48,9 +48,7 @@ class AdminKeyTests(SynchronousTestCase):
         a = derive_admin_key("app", SECRET)
         self.assertEqual(a, derive_admin_key("app", SECRET))
         self.assertNotEqual(a, derive_admin_key("app", "02" * 32))
-        self.assertNotEqual(
-            a, derive_admin_key("other", SECRET).replace("other", "app")
-        )
+        self.assertNotEqual(a, derive_admin_key("other", SECRET).replace("other", "app"))
 
     def test_parse_rejects_malformed(self) -> None:
         for bad in (

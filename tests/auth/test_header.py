@@ -20,9 +20,7 @@ class ParseAuthorizationTests(SynchronousTestCase):
         self.assertIsNone(parse_authorization(None))
 
     def test_admin(self) -> None:
-        self.assertEqual(
-            parse_authorization(b"Convex app|abcd"), AdminCredentials("app|abcd")
-        )
+        self.assertEqual(parse_authorization(b"Convex app|abcd"), AdminCredentials("app|abcd"))
 
     def test_admin_acting_as(self) -> None:
         identity = {"subject": "user1", "issuer": "https://issuer"}

@@ -45,7 +45,13 @@ class CrashSafetyTests(TestCase):
     async def run_and_kill(self, path: Path, start: int, kill_after: float) -> set[int]:
         writer = _Writer()
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        argv = [sys.executable, "-m", "tests.database.crash_writer", str(path), str(start)]
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.database.crash_writer",
+            str(path),
+            str(start),
+        ]
         process = reactor.spawnProcess(writer, sys.executable, argv, env=env, path=str(REPO))
         while b"READY" not in writer.out:
             if writer.ended.called:

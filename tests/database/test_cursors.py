@@ -183,9 +183,7 @@ def scan(table: str = "t", order: str | None = None) -> dict:
     return {"type": "FullTableScan", "tableName": table, "order": order}
 
 
-def index(
-    name: str = "t.by_a", rng: list | None = None, order: str | None = None
-) -> dict:
+def index(name: str = "t.by_a", rng: list | None = None, order: str | None = None) -> dict:
     return {"type": "IndexRange", "indexName": name, "range": rng or [], "order": order}
 
 

@@ -71,8 +71,10 @@ class DocumentTests(EngineTestCase):
         tx = self.db.begin()
         doc = tx.get(doc_id)
         tx.close()
-        self.assertEqual({k: v for k, v in doc.items() if not k.startswith("_")},
-                         {"a": 1.0, "c": Int64(3)})
+        self.assertEqual(
+            {k: v for k, v in doc.items() if not k.startswith("_")},
+            {"a": 1.0, "c": Int64(3)},
+        )
         await self.db.run(lambda tx: tx.replace(doc_id, {"z": True}))
         tx = self.db.begin()
         replaced = tx.get(doc_id)
@@ -119,8 +121,10 @@ class DocumentTests(EngineTestCase):
 
     async def test_system_tables_through_db_system(self) -> None:
         await self.setUpDb()
-        await self.db.run(lambda tx: tx.insert("_storage", {"sha256": "x", "size": 1.0}),
-                          privileged=True)
+        await self.db.run(
+            lambda tx: tx.insert("_storage", {"sha256": "x", "size": 1.0}),
+            privileged=True,
+        )
         tx = self.db.begin()
         self.addCleanup(tx.close)
         rows = tx.query(scan("_storage"), system=True).collect()
@@ -193,8 +197,7 @@ class ConflictTests(EngineTestCase):
         [a] = await self.insert("t", {"v": 1.0})
         await self.db.run(lambda tx: tx.delete(a))
         # The id's slot is read; nobody can write it again, so no conflict...
-        await self.assertConflict(lambda tx: tx.get(a), lambda tx: tx.insert("t", {}),
-                                  expect=False)
+        await self.assertConflict(lambda tx: tx.get(a), lambda tx: tx.insert("t", {}), expect=False)
         # ...but a missing table is a read of its name: creating it conflicts.
         await self.assertConflict(
             lambda tx: self.assertEqual(tx.query(scan("later")).collect(), []),
@@ -205,17 +208,19 @@ class ConflictTests(EngineTestCase):
         await self.setUpDb()
         await self.db.add_index("msgs", "by_author", ("author",))
         await self.insert("msgs", {"author": "a"}, {"author": "c"})
-        read = lambda tx: tx.query(index_range("msgs", "by_author", ("Eq", "author", "b"))).collect()  # noqa: E731
+
+        def read(tx):
+            return tx.query(index_range("msgs", "by_author", ("Eq", "author", "b"))).collect()
+
         await self.assertConflict(read, lambda tx: tx.insert("msgs", {"author": "b"}))
-        await self.assertConflict(
-            read, lambda tx: tx.insert("msgs", {"author": "d"}), expect=False
-        )
+        await self.assertConflict(read, lambda tx: tx.insert("msgs", {"author": "d"}), expect=False)
 
     async def test_full_scan(self) -> None:
         await self.setUpDb()
         await self.insert("t", {"v": 1.0})
         await self.assertConflict(
-            lambda tx: tx.query(scan("t")).collect(), lambda tx: tx.insert("t", {"v": 2.0})
+            lambda tx: tx.query(scan("t")).collect(),
+            lambda tx: tx.insert("t", {"v": 2.0}),
         )
         await self.assertConflict(
             lambda tx: tx.query(scan("t")).collect(),
@@ -228,7 +233,8 @@ class ConflictTests(EngineTestCase):
         [first, _second] = await self.insert("t", {"v": 1.0}, {"v": 2.0})
         take1 = {**scan("t"), "operators": [{"limit": 1}]}
         await self.assertConflict(
-            lambda tx: tx.query(take1).collect(), lambda tx: tx.insert("t", {"v": 3.0}),
+            lambda tx: tx.query(take1).collect(),
+            lambda tx: tx.insert("t", {"v": 3.0}),
             expect=False,
         )
         await self.assertConflict(
@@ -264,9 +270,7 @@ class ConflictTests(EngineTestCase):
             await defer.succeed(None)
             tx.patch(counter, {"n": n + 1})
 
-        await defer.gatherResults(
-            [defer.ensureDeferred(self.db.run(increment)) for _ in range(50)]
-        )
+        await defer.gatherResults([defer.ensureDeferred(self.db.run(increment)) for _ in range(50)])
         tx = self.db.begin()
         self.assertEqual(tx.get(counter)["n"], 50.0)
         tx.close()
@@ -340,8 +344,6 @@ class LimitTests(EngineTestCase):
         self.patch(transaction, "MAX_READ_INTERVALS", 3)
         tx2 = self.db.begin()
         self.addCleanup(tx2.close)
-        ids = [d["_id"] for d in self.db.store.documents and []]
-        del ids
         with self.assertRaises(LimitExceeded):
             for _ in range(5):
                 tx2.query({**scan("t"), "operators": [{"limit": 1}]}).collect()

@@ -97,9 +97,7 @@ class IndexScanTests(TestCase):
         self.db = await open_database(self)
         await self.db.add_index("docs", "by_ab", ("a", "b"))
         rng = random.Random(99)
-        await self.db.run(
-            lambda tx: [tx.insert("docs", random_doc(rng)) for _ in range(300)]
-        )
+        await self.db.run(lambda tx: [tx.insert("docs", random_doc(rng)) for _ in range(300)])
         tx = self.db.begin()
         self.ids = [d["_id"] for d in tx.query(index_range("docs", "by_ab"))]
         tx.close()
@@ -112,16 +110,12 @@ class IndexScanTests(TestCase):
             st.fixed_dictionaries({}, optional={"a": VALUES, "b": VALUES}), max_size=5
         ),
         patches=st.lists(
-            st.tuples(
-                st.integers(0, 299), st.fixed_dictionaries({}, optional={"a": VALUES})
-            ),
+            st.tuples(st.integers(0, 299), st.fixed_dictionaries({}, optional={"a": VALUES})),
             max_size=5,
         ),
         deletes=st.lists(st.integers(0, 299), max_size=5),
     )
-    def test_scan_matches_brute_force(
-        self, exprs, order, inserts, patches, deletes
-    ) -> None:
+    def test_scan_matches_brute_force(self, exprs, order, inserts, patches, deletes) -> None:
         tx = self.db.begin()
         try:
             for doc in inserts:

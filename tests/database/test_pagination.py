@@ -15,16 +15,12 @@ class PaginationTests(TestCase):
     async def setUpDb(self, n: int = 0):
         self.db = await open_database(self)
         if n:
-            await self.db.run(
-                lambda tx: [tx.insert("items", {"i": float(i)}) for i in range(n)]
-            )
+            await self.db.run(lambda tx: [tx.insert("items", {"i": float(i)}) for i in range(n)])
 
     def page(self, cursor=None, size=3, query=None, **kwargs) -> dict:
         tx = self.db.begin()
         try:
-            return tx.query_page(
-                query or scan("items"), cursor=cursor, page_size=size, **kwargs
-            )
+            return tx.query_page(query or scan("items"), cursor=cursor, page_size=size, **kwargs)
         finally:
             tx.close()
 
@@ -87,9 +83,7 @@ class PaginationTests(TestCase):
             cursor = result["continueCursor"]
         for _round in range(5):
             values = [rng.uniform(-10, 110) for _ in range(10)]
-            await self.db.run(
-                lambda tx, vs=values: [tx.insert("nums", {"v": v}) for v in vs]
-            )
+            await self.db.run(lambda tx, vs=values: [tx.insert("nums", {"v": v}) for v in vs])
             seen = []
             for start, end in bounds:
                 result = self.page(start, 4, self.by_value, end_cursor=end)
@@ -102,9 +96,7 @@ class PaginationTests(TestCase):
     async def db_with_sorted_index(self) -> None:
         await self.setUpDb()
         await self.db.add_index("nums", "by_v", ("v",))
-        await self.db.run(
-            lambda tx: [tx.insert("nums", {"v": float(v)}) for v in range(0, 100, 7)]
-        )
+        await self.db.run(lambda tx: [tx.insert("nums", {"v": float(v)}) for v in range(0, 100, 7)])
         self.by_value = {
             "source": {
                 "type": "IndexRange",
@@ -130,9 +122,7 @@ class PaginationTests(TestCase):
                 }
             ],
         }
-        self.assertEqual(
-            self.all_pages(4, odd), [[1, 3, 5, 7], [9, 11, 13, 15], [17, 19]]
-        )
+        self.assertEqual(self.all_pages(4, odd), [[1, 3, 5, 7], [9, 11, 13, 15], [17, 19]])
         short = self.page(None, 10, odd, maximum_rows_read=5)
         self.assertEqual([d["i"] for d in short["page"]], [1, 3])
         self.assertFalse(short["isDone"])

@@ -167,9 +167,7 @@ class ParseSourceTests(SynchronousTestCase):
     def test_bad_order(self) -> None:
         for order in ("ASC", "relevance", 1, [], True):
             src = {"type": "FullTableScan", "tableName": "t", "order": order}
-            e = self.assertRaises(
-                QueryError, parse_query, {"source": src, "operators": []}
-            )
+            e = self.assertRaises(QueryError, parse_query, {"source": src, "operators": []})
             self.assertIn("order", str(e))
 
     def test_index_range_without_range_items(self) -> None:
@@ -322,9 +320,7 @@ class OperatorTests(SynchronousTestCase):
             len(self.query([{"limit": 1}] * MAX_QUERY_OPERATORS).operators),
             MAX_QUERY_OPERATORS,
         )
-        e = self.assertRaises(
-            QueryError, self.query, [{"limit": 1}] * (MAX_QUERY_OPERATORS + 1)
-        )
+        e = self.assertRaises(QueryError, self.query, [{"limit": 1}] * (MAX_QUERY_OPERATORS + 1))
         self.assertIn(str(MAX_QUERY_OPERATORS), str(e))
 
     def test_pipeline_applies_operators_in_order(self) -> None:
@@ -507,9 +503,7 @@ class FilterTests(SynchronousTestCase):
                 self.assertIn(op, str(e))
                 self.assertIn(word, str(e))
         # A missing field in arithmetic fails too: no implicit conversions.
-        e = self.assertRaises(
-            QueryError, ev, {"$add": [field("zz"), lit(1.0)]}, self.DOC
-        )
+        e = self.assertRaises(QueryError, ev, {"$add": [field("zz"), lit(1.0)]}, self.DOC)
         self.assertIn("missing", str(e))
 
     def test_logic(self) -> None:
@@ -759,9 +753,7 @@ def documents(draw: Any, n: int) -> list[dict]:
         shape = draw(st.integers(0, 3))
         if shape == 1:
             doc["b"] = draw(
-                mixed_values.filter(
-                    lambda v: v is not UNDEFINED and type(v) is not dict
-                )
+                mixed_values.filter(lambda v: v is not UNDEFINED and type(v) is not dict)
             )
         elif shape >= 2:
             c = draw(_present(mixed_values)) if shape == 2 else absent
@@ -787,13 +779,9 @@ def docs_and_range(draw: Any) -> tuple[list[dict], list[RangeExpr]]:
         f = FULL_FIELDS[n_eq]
         bounds = []
         if draw(st.booleans()):
-            bounds.append(
-                RangeExpr(draw(st.sampled_from(["Gt", "Gte"])), f, some_value(f))
-            )
+            bounds.append(RangeExpr(draw(st.sampled_from(["Gt", "Gte"])), f, some_value(f)))
         if draw(st.booleans()):
-            bounds.append(
-                RangeExpr(draw(st.sampled_from(["Lt", "Lte"])), f, some_value(f))
-            )
+            bounds.append(RangeExpr(draw(st.sampled_from(["Lt", "Lte"])), f, some_value(f)))
         exprs += draw(st.permutations(bounds))
     return docs, exprs
 
@@ -809,8 +797,7 @@ _PREDICATES = {
 
 def brute_force(doc: dict, exprs: list[RangeExpr]) -> bool:
     return all(
-        _PREDICATES[e.op](compare_values(field_value(doc, e.field_path), e.value))
-        for e in exprs
+        _PREDICATES[e.op](compare_values(field_value(doc, e.field_path), e.value)) for e in exprs
     )
 
 
@@ -856,9 +843,7 @@ class RangePropertyTests(SynchronousTestCase):
         st.sampled_from(list(_PREDICATES)),
     )
     @SETTINGS
-    def test_filter_comparisons_agree_with_range_predicates(
-        self, pair: list, op: str
-    ) -> None:
+    def test_filter_comparisons_agree_with_range_predicates(self, pair: list, op: str) -> None:
         # The filter language and index ranges share one order.
         name = {"Eq": "$eq", "Gt": "$gt", "Gte": "$gte", "Lt": "$lt", "Lte": "$lte"}[op]
         got = ev({name: [lit(pair[0]), lit(pair[1])]})
@@ -995,11 +980,7 @@ fuzz_docs = st.fixed_dictionaries(
 
 
 class RobustnessTests(SynchronousTestCase):
-    @given(
-        st.one_of(
-            garbage, st.fixed_dictionaries({"source": sources, "operators": garbage})
-        )
-    )
+    @given(st.one_of(garbage, st.fixed_dictionaries({"source": sources, "operators": garbage})))
     @SETTINGS
     def test_parse_query_raises_only_query_error(self, obj: Any) -> None:
         try:

@@ -102,9 +102,7 @@ class ValidatorTestCase(SynchronousTestCase):
         validator.check(value, CTX)
         self.assertTrue(validator.matches(value, CTX))
 
-    def bad(
-        self, validator: dict | Validator, value: Any, ctx: Any = CTX
-    ) -> ValidationError:
+    def bad(self, validator: dict | Validator, value: Any, ctx: Any = CTX) -> ValidationError:
         if isinstance(validator, dict):
             validator = v(validator)
         self.assertFalse(validator.matches(value, ctx))
@@ -244,8 +242,7 @@ class ArrayTests(ValidatorTestCase):
         self.assertEqual(e.path, "[2]")
         self.assertEqual(
             str(e),
-            "Value does not match validator.\nPath: [2]\nValue: 5\n"
-            "Validator: v.string()",
+            "Value does not match validator.\nPath: [2]\nValue: 5\nValidator: v.string()",
         )
         self.bad(arr(S), ("a",))
         self.bad(arr(S), {"0": "a"})
@@ -288,9 +285,7 @@ class ObjectTests(ValidatorTestCase):
     def test_extra_field(self) -> None:
         e = self.bad(self.message, {"author": "a", "tags": [], "iv": "x"})
         self.assertTrue(
-            str(e).startswith(
-                "Object contains extra field `iv` that is not in the validator."
-            )
+            str(e).startswith("Object contains extra field `iv` that is not in the validator.")
         )
         self.assertIn('Object: {author: "a", tags: [], iv: "x"}', str(e))
 
@@ -320,9 +315,7 @@ class ObjectTests(ValidatorTestCase):
     def test_get_field(self) -> None:
         parsed = v(self.message)
         assert isinstance(parsed, ObjectValidator)
-        self.assertEqual(
-            parsed.get_field("extra"), ObjectField("extra", NumberValidator(), True)
-        )
+        self.assertEqual(parsed.get_field("extra"), ObjectField("extra", NumberValidator(), True))
         self.assertIsNone(parsed.get_field("nope"))
 
 
@@ -462,13 +455,9 @@ class ParseValidatorTests(SynchronousTestCase):
             "$.value.a.optional",
             "expected a boolean",
         )
-        self.bad(
-            {"type": "object", "value": {"$a": {"fieldType": S}}}, "starts with a '$'"
-        )
+        self.bad({"type": "object", "value": {"$a": {"fieldType": S}}}, "starts with a '$'")
         self.bad({"type": "object", "value": {"": {"fieldType": S}}}, "field name")
-        self.bad(
-            obj_v(a=obj_v(b={"type": "x"})), "$.value.a.fieldType.value.b.fieldType"
-        )
+        self.bad(obj_v(a=obj_v(b={"type": "x"})), "$.value.a.fieldType.value.b.fieldType")
         self.bad({"type": "record", "keys": S}, '"keys" and "values"')
         self.bad({"type": "record", "keys": S, "values": N}, "$.values", "fieldType")
         self.bad({"type": "union"}, "$.value")
@@ -487,18 +476,14 @@ class ParseValidatorTests(SynchronousTestCase):
 
     def test_optional_defaults_to_false(self) -> None:
         parsed = v({"type": "object", "value": {"a": {"fieldType": S}}})
-        self.assertEqual(
-            parsed, ObjectValidator((ObjectField("a", StringValidator()),))
-        )
+        self.assertEqual(parsed, ObjectValidator((ObjectField("a", StringValidator()),)))
 
     def test_structural_equality(self) -> None:
         self.assertEqual(v(obj_v(a=arr(S))), v(obj_v(a=arr(S))))
         self.assertNotEqual(v(obj_v(a=arr(S))), v(obj_v(a=arr(N))))
         self.assertEqual(v(vid("users")), IdValidator("users"))
         self.assertEqual(v(lit("x")), LiteralValidator("x"))
-        self.assertEqual(
-            v(record(S, ANY)), RecordValidator(StringValidator(), AnyValidator())
-        )
+        self.assertEqual(v(record(S, ANY)), RecordValidator(StringValidator(), AnyValidator()))
         self.assertEqual(v(arr(S)), ArrayValidator(StringValidator()))
         self.assertEqual(v(union(S)), UnionValidator((StringValidator(),)))
 
@@ -533,9 +518,7 @@ SAMPLE = {
         },
         {
             "tableName": "users",
-            "indexes": [
-                {"indexDescriptor": "by_name_age", "fields": ["name", "profile.age"]}
-            ],
+            "indexes": [{"indexDescriptor": "by_name_age", "fields": ["name", "profile.age"]}],
             "searchIndexes": [],
             "vectorIndexes": [],
             "documentType": union(
@@ -585,9 +568,7 @@ class ParseSchemaTests(SynchronousTestCase):
         self.assertEqual(dict(messages.indexes), {"by_author": ("author",)})
         self.assertEqual(dict(messages.staged_indexes), {"staged_idx": ("body",)})
         self.assertEqual(messages.search_indexes["search_body"].search_field, "body")
-        self.assertEqual(
-            messages.search_indexes["search_body"].filter_fields, ("author",)
-        )
+        self.assertEqual(messages.search_indexes["search_body"].filter_fields, ("author",))
         self.assertEqual(messages.vector_indexes["by_embedding"].dimensions, 1536)
         self.assertEqual(messages.document_validator, v(MESSAGES_DOC))
         self.assertEqual(
@@ -614,9 +595,7 @@ class ParseSchemaTests(SynchronousTestCase):
         schema = parse_schema(schema_with(table(stagedDocumentType=obj_v(b=N))))
         t = schema.tables["t"]
         self.assertEqual(t.staged_document_validator, v(obj_v(b=N)))
-        self.assertEqual(
-            schema.to_json()["tables"][0]["stagedDocumentType"], obj_v(b=N)
-        )
+        self.assertEqual(schema.to_json()["tables"][0]["stagedDocumentType"], obj_v(b=N))
         self.assertNotIn(
             "stagedDocumentType",
             parse_schema(schema_with(table())).to_json()["tables"][0],
@@ -630,9 +609,7 @@ class ParseSchemaTests(SynchronousTestCase):
         off = parse_schema({"tables": [], "schemaValidation": False})
         self.assertFalse(off.schema_validation)
         self.assertIsNone(
-            parse_schema(schema_with(table(documentType=None)))
-            .tables["t"]
-            .document_validator
+            parse_schema(schema_with(table(documentType=None))).tables["t"].document_validator
         )
 
     def bad(self, obj: Any, *fragments: str) -> None:
@@ -679,9 +656,7 @@ class ParseSchemaTests(SynchronousTestCase):
             "used twice",
         )
         self.bad(
-            schema_with(
-                table(indexes=[index("i", "a")], stagedDbIndexes=[index("i", "a")])
-            ),
+            schema_with(table(indexes=[index("i", "a")], stagedDbIndexes=[index("i", "a")])),
             "used twice",
         )
 
@@ -712,9 +687,7 @@ class ParseSchemaTests(SynchronousTestCase):
         self.bad(schema_with(table(indexes=[index("i", "_id")])), "`_id` cannot")
         self.bad(schema_with(table(indexes=[index("i", "a", "a")])), "'a' twice")
         for path in ("", "a..b", "a.", "1a", "a-b", "a.b c"):
-            self.bad(
-                schema_with(table(indexes=[index("i", path)])), "invalid field path"
-            )
+            self.bad(schema_with(table(indexes=[index("i", path)])), "invalid field path")
         self.bad(
             schema_with(table(indexes=[{"indexDescriptor": "i", "fields": [1]}])),
             "must be a string",
@@ -741,8 +714,7 @@ class ParseSchemaTests(SynchronousTestCase):
             schema_with(
                 table(
                     searchIndexes=[
-                        {"indexDescriptor": f"s{n}", "searchField": "a"}
-                        for n in range(5)
+                        {"indexDescriptor": f"s{n}", "searchField": "a"} for n in range(5)
                     ]
                 )
             ),
@@ -752,9 +724,7 @@ class ParseSchemaTests(SynchronousTestCase):
             schema_with(table(searchIndexes=[{"indexDescriptor": "s"}])),
             'search index "s"',
         )
-        self.bad(
-            schema_with(table(searchIndexes={})), '"searchIndexes" must be an array'
-        )
+        self.bad(schema_with(table(searchIndexes={})), '"searchIndexes" must be an array')
 
     def test_document_type_shape(self) -> None:
         for doc_type in (S, arr(S), record(S, S), union(obj_v(), S), union()):
@@ -779,9 +749,7 @@ class ValidateDocumentTests(SynchronousTestCase):
     def test_strips_system_fields(self) -> None:
         good = self.doc("messages", author="a", body="b", tags=[])
         self.schema.validate_document("messages", good, CTX)
-        self.schema.validate_document(
-            "messages", {"author": "a", "body": "b", "tags": []}, CTX
-        )
+        self.schema.validate_document("messages", {"author": "a", "body": "b", "tags": []}, CTX)
         self.assertIn("_id", good)  # not modified
 
     def test_error_prefix(self) -> None:
@@ -812,9 +780,7 @@ class ValidateDocumentTests(SynchronousTestCase):
             self.doc("users", kind="bot", name="b", owner=make_id("messages")),
             CTX,
         )
-        self.assertIn(
-            "does not match the schema: Value does not match validator", str(e)
-        )
+        self.assertIn("does not match the schema: Value does not match validator", str(e))
 
     def test_undeclared_and_unvalidated_tables(self) -> None:
         # The docs: a schema only validates the tables it lists.
@@ -846,9 +812,7 @@ class ValidateDocumentTests(SynchronousTestCase):
         self.assertEqual(self.schema.check_existing("messages", docs[:1], CTX), [])
         bad = [self.doc("messages", n) for n in range(20)]
         self.assertEqual(len(self.schema.check_existing("messages", bad, CTX)), 10)
-        self.assertEqual(
-            len(self.schema.check_existing("messages", bad, CTX, limit=3)), 3
-        )
+        self.assertEqual(len(self.schema.check_existing("messages", bad, CTX, limit=3)), 3)
         self.assertEqual(self.schema.check_existing("other", bad, CTX), [])
 
     def test_check_existing_is_lazy(self) -> None:
@@ -914,9 +878,9 @@ validator_jsons = st.recursive(
     scalar_validators,
     lambda children: st.one_of(
         children.map(arr),
-        st.dictionaries(
-            field_names, st.tuples(children, st.booleans()), max_size=4
-        ).map(_object_json),
+        st.dictionaries(field_names, st.tuples(children, st.booleans()), max_size=4).map(
+            _object_json
+        ),
         st.tuples(key_validators, children, st.booleans()).map(lambda t: record(*t)),
         st.lists(children, min_size=1, max_size=3).map(lambda ms: union(*ms)),
     ),
@@ -960,9 +924,7 @@ def values_for(validator: Validator) -> st.SearchStrategy:
     if isinstance(validator, ArrayValidator):
         return st.lists(values_for(validator.element), max_size=3)
     if isinstance(validator, ObjectValidator):
-        required = {
-            f.name: values_for(f.validator) for f in validator.fields if not f.optional
-        }
+        required = {f.name: values_for(f.validator) for f in validator.fields if not f.optional}
         optional = {
             f.name: st.one_of(st.just(UNDEFINED), values_for(f.validator))
             for f in validator.fields
@@ -973,9 +935,7 @@ def values_for(validator: Validator) -> st.SearchStrategy:
         keys = validator.keys
         if isinstance(keys, UnionValidator) and not keys.members:
             return st.just({})  # no key can match
-        return st.dictionaries(
-            keys_for(validator.keys), values_for(validator.values), max_size=3
-        )
+        return st.dictionaries(keys_for(validator.keys), values_for(validator.values), max_size=3)
     assert isinstance(validator, UnionValidator)
     return st.one_of(*map(values_for, validator.members))
 
@@ -1086,8 +1046,4 @@ class PropertyTests(SynchronousTestCase):
 
 
 def _ok_top_level(name: str) -> bool:
-    return (
-        name[:1].isalpha()
-        and all(c.isalnum() or c == "_" for c in name)
-        and name.isascii()
-    )
+    return name[:1].isalpha() and all(c.isalnum() or c == "_" for c in name) and name.isascii()

@@ -84,7 +84,9 @@ class SchemaEngineTests(TestCase):
 
     async def test_incompatible_schema_is_refused_with_a_report(self) -> None:
         db = await open_database(self)
-        [doc_id] = (await db.run(lambda tx: [tx.insert("messages", {"author": "a", "body": "b"})]))[0]
+        [doc_id] = (await db.run(lambda tx: [tx.insert("messages", {"author": "a", "body": "b"})]))[
+            0
+        ]
         with self.assertRaises(SchemaError) as caught:
             await db.set_schema(parse_schema(schema_json(extra_field="score")))
         self.assertIn(doc_id, str(caught.exception))

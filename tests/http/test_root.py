@@ -30,9 +30,7 @@ class RootRoutesTests(TestCase):
 
     def assertJsonError(self, response, body: bytes, status: int, code: str) -> dict:
         self.assertEqual(response.code, status)
-        self.assertEqual(
-            response.headers.getRawHeaders(b"content-type"), [b"application/json"]
-        )
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"application/json"])
         error = json.loads(body)
         self.assertEqual(set(error), {"code", "message"})
         self.assertEqual(error["code"], code)
@@ -58,9 +56,7 @@ class RootRoutesTests(TestCase):
         )
         self.assertEqual(response.code, 200)
         self.assertEqual(body, b'{"x": 1}')
-        self.assertEqual(
-            response.headers.getRawHeaders(b"content-type"), [b"application/json"]
-        )
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"application/json"])
 
     async def test_check_admin_key_accepts_the_key(self) -> None:
         response, body = await self.post(
@@ -121,9 +117,7 @@ class RootRoutesTests(TestCase):
 
     async def test_wrong_method_is_json_405(self) -> None:
         response = await self.treq.put(BASE + "/version")
-        self.assertJsonError(
-            response, await response.content(), 405, "MethodNotAllowed"
-        )
+        self.assertJsonError(response, await response.content(), 405, "MethodNotAllowed")
 
     async def test_metrics_is_prometheus_text(self) -> None:
         await self.get("/version")
@@ -145,12 +139,8 @@ class RootRoutesTests(TestCase):
         )
         self.assertEqual(response.code, 204)
         h = response.headers
-        self.assertEqual(
-            h.getRawHeaders(b"access-control-allow-origin"), [b"https://app.example"]
-        )
-        self.assertEqual(
-            h.getRawHeaders(b"access-control-allow-credentials"), [b"true"]
-        )
+        self.assertEqual(h.getRawHeaders(b"access-control-allow-origin"), [b"https://app.example"])
+        self.assertEqual(h.getRawHeaders(b"access-control-allow-credentials"), [b"true"])
         self.assertEqual(
             h.getRawHeaders(b"access-control-allow-headers"),
             [b"content-type,convex-client"],
@@ -169,6 +159,4 @@ class RootRoutesTests(TestCase):
             [b"https://app.example"],
         )
         response, _ = await self.get("/version", headers=origin)
-        self.assertIsNone(
-            response.headers.getRawHeaders(b"access-control-allow-origin")
-        )
+        self.assertIsNone(response.headers.getRawHeaders(b"access-control-allow-origin"))

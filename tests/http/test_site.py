@@ -77,16 +77,12 @@ class SiteTests(TestCase):
         return await client.done
 
     async def test_body_under_limit_is_served(self) -> None:
-        response = await treq.post(
-            self.url + "/echo", data=b"x" * 1000, persistent=False
-        )
+        response = await treq.post(self.url + "/echo", data=b"x" * 1000, persistent=False)
         self.assertEqual(response.code, 200)
         self.assertEqual(await response.content(), b"x" * 1000)
 
     async def test_body_over_limit_by_length_is_413(self) -> None:
-        response = await treq.post(
-            self.url + "/echo", data=b"x" * 5000, persistent=False
-        )
+        response = await treq.post(self.url + "/echo", data=b"x" * 5000, persistent=False)
         self.assertEqual(response.code, 413)
         error = json.loads(await response.content())
         self.assertEqual(error["code"], "PayloadTooLarge")
@@ -98,9 +94,7 @@ class SiteTests(TestCase):
         chunk = b"x" * 600
         payload = (
             b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-            b"Connection: close\r\n\r\n"
-            + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 3
-            + b"0\r\n\r\n"
+            b"Connection: close\r\n\r\n" + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 3 + b"0\r\n\r\n"
         )
         answer = await self.raw(payload)
         self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:100])
@@ -114,16 +108,12 @@ class SiteTests(TestCase):
         self.assertEqual(await response.content(), b"5000")
 
     async def test_non_utf8_path_is_json_400(self) -> None:
-        answer = await self.raw(
-            b"GET /%ff%fe HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
+        answer = await self.raw(b"GET /%ff%fe HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         self.assertTrue(answer.startswith(b"HTTP/1.1 400 "), answer[:100])
         self.assertIn(b'"BadRequest"', answer)
 
     async def test_requests_are_counted_by_route(self) -> None:
-        await (
-            await treq.post(self.url + "/echo", data=b"a", persistent=False)
-        ).content()
+        await (await treq.post(self.url + "/echo", data=b"a", persistent=False)).content()
         await (await treq.get(self.url + "/missing", persistent=False)).content()
         text = self.metrics.render().decode()
         self.assertIn(
@@ -131,13 +121,10 @@ class SiteTests(TestCase):
             text,
         )
         self.assertIn(
-            'convex_http_requests_total{method="GET",route="(unmatched)",'
-            'status="404"} 1.0',
+            'convex_http_requests_total{method="GET",route="(unmatched)",status="404"} 1.0',
             text,
         )
-        self.assertIn(
-            'convex_http_request_duration_seconds_count{route="/echo"} 1.0', text
-        )
+        self.assertIn('convex_http_request_duration_seconds_count{route="/echo"} 1.0', text)
 
     async def test_wait_idle_waits_for_requests_in_flight(self) -> None:
         self.assertTrue(self.site.wait_idle().called)

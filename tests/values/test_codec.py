@@ -74,8 +74,7 @@ scalars = (
 values = st.recursive(
     scalars,
     lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(field_names, children, max_size=4)
+        st.lists(children, max_size=4) | st.dictionaries(field_names, children, max_size=4)
     ),
     max_leaves=25,
 )
@@ -155,9 +154,7 @@ class ToJsonTests(_Ctx, SynchronousTestCase):
     def test_nan_payload_kept(self) -> None:
         bits = struct.pack("<Q", 0xFFF8_0000_0000_0001)
         nan = struct.unpack("<d", bits)[0]
-        self.assertEqual(
-            to_json(nan), {"$float": base64.b64encode(bits).decode("ascii")}
-        )
+        self.assertEqual(to_json(nan), {"$float": base64.b64encode(bits).decode("ascii")})
 
     def test_dumps_is_compact_and_not_ascii_escaped(self) -> None:
         self.assertEqual(dumps({"a": ["é", None]}), '{"a":["é",null]}')
@@ -230,9 +227,7 @@ class FromJsonTests(_Ctx, SynchronousTestCase):
 
     def test_float_must_be_special(self) -> None:
         one = base64.b64encode(struct.pack("<d", 1.0)).decode()
-        self.assertRejects(
-            "Float 1.0 should be encoded as a number", from_json, {"$float": one}
-        )
+        self.assertRejects("Float 1.0 should be encoded as a number", from_json, {"$float": one})
         self.assertRejects(
             "Float 0.0 should be encoded",
             from_json,
@@ -240,12 +235,8 @@ class FromJsonTests(_Ctx, SynchronousTestCase):
         )
 
     def test_eight_bytes(self) -> None:
-        self.assertRejects(
-            "received 4 bytes, expected 8", from_json, {"$integer": "AAAAAA=="}
-        )
-        self.assertRejects(
-            "received 9 bytes, expected 8", from_json, {"$float": "AAAAAAAA+H8A"}
-        )
+        self.assertRejects("received 4 bytes, expected 8", from_json, {"$integer": "AAAAAA=="})
+        self.assertRejects("received 9 bytes, expected 8", from_json, {"$float": "AAAAAAAA+H8A"})
         self.assertRejects("received 0 bytes", from_json, {"$integer": ""})
 
     def test_bad_base64(self) -> None:
@@ -287,9 +278,7 @@ class FromJsonTests(_Ctx, SynchronousTestCase):
         self.assertIs(from_json({"$undefined": None}, allow_undefined=True), UNDEFINED)
         patch = from_json({"a": {"$undefined": None}, "b": 1}, allow_undefined=True)
         self.assertEqual(patch, {"a": UNDEFINED, "b": 1.0})
-        self.assertRejects(
-            "must hold null", from_json, {"$undefined": 0}, allow_undefined=True
-        )
+        self.assertRejects("must hold null", from_json, {"$undefined": 0}, allow_undefined=True)
         self.assertRejects(
             "array element cannot be undefined",
             from_json,
@@ -312,9 +301,7 @@ class FromJsonTests(_Ctx, SynchronousTestCase):
         self.assertEqual(loads('"\\ud83d\\ude00"'), "😀")
 
     def test_path_in_message(self) -> None:
-        self.assertRejects(
-            " at .a[1].b", from_json, {"a": [1, {"b": {"$integer": "AA=="}}]}
-        )
+        self.assertRejects(" at .a[1].b", from_json, {"a": [1, {"b": {"$integer": "AA=="}}]})
         self.assertRejects(' at ["a-b"]', from_json, {"a-b": {"$set": []}})
 
     def test_nesting(self) -> None:
@@ -435,9 +422,7 @@ class RoundTripProperties(SynchronousTestCase):
 
 
 def _b64_of(n: int) -> st.SearchStrategy[str]:
-    return st.binary(min_size=n, max_size=n).map(
-        lambda b: base64.b64encode(b).decode("ascii")
-    )
+    return st.binary(min_size=n, max_size=n).map(lambda b: base64.b64encode(b).decode("ascii"))
 
 
 _special_keys = st.sampled_from(
@@ -461,9 +446,9 @@ _payloads = (
     | st.integers()
     | st.lists(st.none(), max_size=2)
 )
-_surrogate_text = st.lists(
-    st.integers(0xD800, 0xDFFF).map(chr) | st.characters(), max_size=6
-).map("".join)
+_surrogate_text = st.lists(st.integers(0xD800, 0xDFFF).map(chr) | st.characters(), max_size=6).map(
+    "".join
+)
 _garbage_keys = (
     st.text(max_size=6)
     | _special_keys

@@ -25,9 +25,7 @@ VECTOR_INTERNAL_ID = bytes(pow(251, i + 1, 256) for i in range(16))
 VECTOR_ID = "z43zp6c3e75gkmz1kfwj6mbbx5sw281h"
 
 table_numbers = st.one_of(
-    st.sampled_from(
-        [1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**28 - 1, 2**28, 2**32 - 1]
-    ),
+    st.sampled_from([1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**28 - 1, 2**28, 2**32 - 1]),
     st.integers(1, 2**32 - 1),
 )
 internal_ids = st.binary(min_size=16, max_size=16)
@@ -106,9 +104,7 @@ class RoundTripTests(SynchronousTestCase):
     def test_base32_matches_definition(self, data: bytes) -> None:
         encoded = base32_encode(data)
         self.assertEqual(encoded, reference_base32(data))
-        self.assertEqual(
-            len(encoded), 8 * (len(data) // 5) + (0, 2, 4, 5, 7)[len(data) % 5]
-        )
+        self.assertEqual(len(encoded), 8 * (len(data) // 5) + (0, 2, 4, 5, 7)[len(data) % 5])
         self.assertEqual(base32_decode(encoded), data)
 
 

@@ -143,17 +143,13 @@ class OrderTests(SynchronousTestCase):
     def test_sorting_by_key_is_sorting_by_order(self, items: list) -> None:
         indices = range(len(items))
         by_key = sorted(indices, key=lambda i: encode_key(items[i]))
-        by_order = sorted(
-            indices, key=cmp_to_key(lambda i, j: compare_values(items[i], items[j]))
-        )
+        by_order = sorted(indices, key=cmp_to_key(lambda i, j: compare_values(items[i], items[j])))
         self.assertEqual(by_key, by_order)
 
     @SETTINGS
     @given(index_tuples, index_tuples)
     def test_index_keys_compare_tuple_wise(self, a: list, b: list) -> None:
-        self.assertEqual(
-            bytes_cmp(encode_index_key(a), encode_index_key(b)), tuple_cmp(a, b)
-        )
+        self.assertEqual(bytes_cmp(encode_index_key(a), encode_index_key(b)), tuple_cmp(a, b))
 
     @SETTINGS
     @given(index_tuples, index_tuples, index_tuples)
@@ -198,9 +194,7 @@ class RoundTripTests(SynchronousTestCase):
         data = encode_key(["x", b"\x00"])
         self.assertEqual(decode_key(bytearray(data)), ["x", b"\x00"])
         self.assertEqual(decode_key(memoryview(data)), ["x", b"\x00"])
-        self.assertEqual(
-            decode_index_key(memoryview(data + data)), [["x", b"\x00"]] * 2
-        )
+        self.assertEqual(decode_index_key(memoryview(data + data)), [["x", b"\x00"]] * 2)
 
     def test_decoded_object_keys_are_sorted(self) -> None:
         self.assertEqual(
@@ -215,12 +209,8 @@ def _mutations(data: bytes) -> st.SearchStrategy[bytes]:
     positions = st.integers(0, n)
     byte = st.integers(0, 255)
     return st.one_of(
-        st.tuples(positions, byte).map(
-            lambda t: data[: t[0]] + bytes([t[1]]) + data[t[0] + 1 :]
-        ),
-        st.tuples(positions, byte).map(
-            lambda t: data[: t[0]] + bytes([t[1]]) + data[t[0] :]
-        ),
+        st.tuples(positions, byte).map(lambda t: data[: t[0]] + bytes([t[1]]) + data[t[0] + 1 :]),
+        st.tuples(positions, byte).map(lambda t: data[: t[0]] + bytes([t[1]]) + data[t[0] :]),
         positions.map(lambda i: data[:i] + data[i + 1 :]),
         positions.map(lambda i: data[:i]),
     )

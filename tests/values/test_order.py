@@ -50,9 +50,7 @@ int64s = st.one_of(
     st.integers(INT64_MIN, INT64_MAX),
 ).map(Int64)
 floats = st.one_of(
-    st.sampled_from(
-        [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, NAN, NEG_NAN, *NAN_PAYLOADS]
-    ),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, NAN, NEG_NAN, *NAN_PAYLOADS]),
     st.floats(),
     # Every bit pattern: NaNs of any payload and sign, subnormals.
     st.integers(0, 2**64 - 1).map(float_from_bits),
@@ -78,9 +76,7 @@ binaries = st.one_of(
     st.lists(st.sampled_from([0, 1, 0xFF]), max_size=4).map(bytes),
     st.binary(max_size=10),
 )
-keys = st.one_of(
-    st.sampled_from(["", "a", "a\x00", "b", "é", "😀"]), st.text(max_size=4)
-)
+keys = st.one_of(st.sampled_from(["", "a", "a\x00", "b", "é", "😀"]), st.text(max_size=4))
 scalars = st.one_of(st.none(), int64s, floats, st.booleans(), texts, binaries)
 values = st.recursive(
     scalars,
@@ -173,9 +169,7 @@ class WithinTypeTests(SynchronousTestCase):
             self.assertLess(sort_key(a), sort_key(b))
 
     def test_int64_extremes(self) -> None:
-        self.assertAscending(
-            Int64(INT64_MIN), Int64(-1), Int64(0), Int64(1), Int64(INT64_MAX)
-        )
+        self.assertAscending(Int64(INT64_MIN), Int64(-1), Int64(0), Int64(1), Int64(INT64_MAX))
 
     def test_int64_before_any_float(self) -> None:
         self.assertAscending(Int64(INT64_MAX), -math.inf)
@@ -240,9 +234,7 @@ class WithinTypeTests(SynchronousTestCase):
         self.assertAscending(b"", b"\x00", b"\x00\x00", b"\x00\x01", b"\x01", b"\xff")
 
     def test_arrays(self) -> None:
-        self.assertAscending(
-            [], [None], [None, None], [Int64(1)], [1.0], [1.0, None], [2.0], [[]]
-        )
+        self.assertAscending([], [None], [None, None], [Int64(1)], [1.0], [1.0, None], [2.0], [[]])
 
     def test_objects(self) -> None:
         self.assertAscending(
@@ -277,9 +269,7 @@ class RejectionTests(SynchronousTestCase):
 
     def test_undefined_only_at_top(self) -> None:
         self.assertRaises(ConvexValueError, compare_values, [UNDEFINED], [None])
-        self.assertRaises(
-            ConvexValueError, compare_values, {"a": UNDEFINED}, {"a": None}
-        )
+        self.assertRaises(ConvexValueError, compare_values, {"a": UNDEFINED}, {"a": None})
 
     def test_other_types(self) -> None:
         for bad in (object(), (1.0,), {1.0}, bytearray(b"x")):

@@ -112,9 +112,7 @@ _python_ish = st.recursive(
     lambda children: (
         st.lists(children, max_size=4)
         | st.lists(children, max_size=4).map(tuple)
-        | st.dictionaries(
-            field_names | st.sampled_from(["$x", "é", 1]), children, max_size=4
-        )
+        | st.dictionaries(field_names | st.sampled_from(["$x", "é", 1]), children, max_size=4)
     ),
     max_leaves=20,
 )

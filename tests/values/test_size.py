@@ -44,9 +44,7 @@ def _reference_size(v: Any) -> int:
         return 2 + len(v)
     if isinstance(v, list):
         return 2 + sum(_reference_size(x) for x in v)
-    return 2 + sum(
-        len(k.encode("utf-8")) + 1 + _reference_size(x) for k, x in v.items()
-    )
+    return 2 + sum(len(k.encode("utf-8")) + 1 + _reference_size(x) for k, x in v.items())
 
 
 class ConstantsTests(SynchronousTestCase):
@@ -157,9 +155,7 @@ class CheckValueTests(_Ctx, SynchronousTestCase):
         )
 
     def test_names_what(self) -> None:
-        self.assertRejects(
-            "Arguments are too large", check_value, {}, max_size=1, what="arguments"
-        )
+        self.assertRejects("Arguments are too large", check_value, {}, max_size=1, what="arguments")
 
 
 def _doc(**fields: Any) -> dict:
@@ -180,8 +176,7 @@ class CheckDocumentTests(_Ctx, SynchronousTestCase):
         # {"s": "..."} is 2 + (1 + 1 + 2 + n) bytes.
         check_document({"s": "x" * (MAX_DOCUMENT_SIZE - 6)})
         self.assertRejects(
-            f"Document is too large ({MAX_DOCUMENT_SIZE + 1} bytes, "
-            f"limit {MAX_DOCUMENT_SIZE})",
+            f"Document is too large ({MAX_DOCUMENT_SIZE + 1} bytes, limit {MAX_DOCUMENT_SIZE})",
             check_document,
             {"s": "x" * (MAX_DOCUMENT_SIZE - 5)},
         )
@@ -224,9 +219,7 @@ class CheckDocumentTests(_Ctx, SynchronousTestCase):
 
     def test_top_level_names(self) -> None:
         check_document({"a" * 64: None, "A_1": None, "_id": "x", "_creationTime": 1.0})
-        self.assertRejects(
-            "too long (65 characters, limit 64)", check_document, {"a" * 65: 1.0}
-        )
+        self.assertRejects("too long (65 characters, limit 64)", check_document, {"a" * 65: 1.0})
         for bad in ("", "1a", "a-b", "a b", "é", "$a"):
             self.assertRejects("must be non-empty", check_document, {bad: None})
         self.assertRejects("reserved for system fields", check_document, {"_foo": None})
@@ -234,9 +227,7 @@ class CheckDocumentTests(_Ctx, SynchronousTestCase):
 
     def test_nested_names(self) -> None:
         self.assertRejects("starts with a '$'", check_document, {"a": [{"$x": None}]})
-        self.assertRejects(
-            "printable ASCII", check_document, {"a": {"b": {"\n": None}}}
-        )
+        self.assertRejects("printable ASCII", check_document, {"a": {"b": {"\n": None}}})
         self.assertRejects("too long", check_document, {"a": {"x" * 1025: None}})
 
     def test_values(self) -> None:
