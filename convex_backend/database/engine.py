@@ -22,6 +22,7 @@ threads.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter
@@ -643,8 +644,6 @@ def _dedupe(items: list) -> list:
 
 
 def _json_fields(fields) -> str:
-    import json
-
     return json.dumps(list(fields))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class ReadSet:
@@ -214,5 +214,4 @@ __all__ = [
     "Subscription",
     "WriteLog",
     "WriteLogEntry",
-    "field",
 ]

@@ -204,6 +204,17 @@ class ConflictTests(EngineTestCase):
             lambda tx: tx.insert("later", {}),
         )
 
+    async def test_get_that_found_nothing_conflicts_with_its_insert(self) -> None:
+        """A reader that looked up an id committed after its snapshot (found
+        nothing) must not commit as if the document did not exist."""
+        await self.setUpDb()
+        await self.insert("t", {"v": 0.0})
+        reader = self.db.begin()
+        [late] = await self.insert("t", {"v": 1.0})
+        self.assertIsNone(reader.get(late))
+        reader.insert("log", {"saw": "nothing"})
+        await self.assertFailure(self.db.commit(reader), OccConflict)
+
     async def test_index_range(self) -> None:
         await self.setUpDb()
         await self.db.add_index("msgs", "by_author", ("author",))
