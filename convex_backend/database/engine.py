@@ -223,7 +223,7 @@ class Database:
 
     # -- transactions ----------------------------------------------------------
 
-    def begin(self, *, privileged: bool = False, identity: Any = None):
+    def begin(self, *, privileged: bool = False):
         """A new transaction at the latest published timestamp."""
         from convex_backend.database.transaction import Transaction
 
@@ -400,6 +400,8 @@ class Database:
                     self._create_schema_indexes(table)
             store.apply(pending.ts, pending.writes, _index_key)
             self.published_ts = pending.ts
+        store.horizon = self._horizon()
+        store.reap()
         self.write_log.published(p.entry for p in batch)
         self.write_log.trim(min(self._horizon(), self.published_ts))
         self._writing = False

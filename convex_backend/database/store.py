@@ -16,6 +16,7 @@ Python over dicts and ``sortedcontainers``.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -57,18 +58,18 @@ class MemoryIndex:
         self.descriptor = descriptor
         self.entries: SortedDict = SortedDict()
 
-    def put(self, key: bytes, ts: int, doc_id: str | None, horizon: int) -> None:
+    def put(self, key: bytes, ts: int, doc_id: str | None, horizon: int) -> bool:
+        """Add a version; True if it left a tombstone for :meth:`MemoryStore.reap`."""
         versions = self.entries.get(key)
         if versions is None:
             if doc_id is not None:
                 self.entries[key] = [(ts, doc_id)]
-            return
+            return False
         if versions[-1][1] == doc_id:
-            return
+            return False
         versions.append((ts, doc_id))
         _prune(versions, horizon)
-        if doc_id is None and len(versions) == 1 and versions[0][0] <= horizon:
-            del self.entries[key]
+        return doc_id is None
 
     def scan(
         self, start: bytes, end: bytes | None, ts: int, reverse: bool = False
@@ -151,6 +152,9 @@ class MemoryStore:
         self.indexes: dict[int, MemoryIndex] = {}
         #: Versions at or below this timestamp may be pruned (no snapshot needs them).
         self.horizon = 0
+        #: (ts, index or None, key or doc id) of deletions, oldest first, to drop
+        #: once no snapshot can see what they deleted.
+        self._tombstones: deque = deque()
 
     # -- tables and indexes --------------------------------------------------
 
@@ -199,6 +203,8 @@ class MemoryStore:
         for write in writes:
             versions = documents.get(write.doc_id)
             old = versions[-1][1] if versions else None
+            if write.new is None:
+                self._tombstones.append((ts, None, write.doc_id))
             if versions is None:
                 documents[write.doc_id] = [(ts, write.new, write.size)]
             else:
@@ -218,13 +224,35 @@ class MemoryStore:
                 new_key = index_keys(index, write.new) if write.new is not None else None
                 if old_key == new_key:
                     continue
-                if old_key is not None:
-                    index.put(old_key, ts, None, horizon)
+                if old_key is not None and index.put(old_key, ts, None, horizon):
+                    self._tombstones.append((ts, index, old_key))
                 if new_key is not None:
                     index.put(new_key, ts, write.doc_id, horizon)
 
+    def reap(self) -> int:
+        """Drop deleted documents and index entries no snapshot can see any more.
+
+        Called after every group commit; costs O(deletions), not O(data).
+        """
+        horizon = self.horizon
+        tombstones = self._tombstones
+        reaped = 0
+        while tombstones and tombstones[0][0] <= horizon:
+            _ts, index, key = tombstones.popleft()
+            if index is None:
+                versions = self.documents.get(key)
+                if versions and versions[-1][1] is None and versions[-1][0] <= horizon:
+                    del self.documents[key]
+                    reaped += 1
+            elif index.descriptor.index_id in self.indexes:
+                versions = index.entries.get(key)
+                if versions and versions[-1][1] is None and versions[-1][0] <= horizon:
+                    del index.entries[key]
+                    reaped += 1
+        return reaped
+
     def collect_garbage(self) -> None:
-        """Prune old versions everywhere (a periodic sweep; writes prune as they go)."""
+        """Prune old versions everywhere (a full sweep; writes prune as they go)."""
         horizon = self.horizon
         dead = []
         for doc_id, versions in self.documents.items():

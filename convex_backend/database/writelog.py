@@ -104,9 +104,12 @@ class Subscription:
 class WriteLog:
     """Recent commits in timestamp order, pending ones (not yet durable) included."""
 
-    def __init__(self, max_entries: int = 50_000) -> None:
+    def __init__(self, max_entries: int = 50_000, min_entries: int = 1_000) -> None:
         self.entries: deque[WriteLogEntry] = deque()
         self.max_entries = max_entries
+        #: Recent commits kept even when no transaction needs them, so that a
+        #: subscriber whose query ran a moment ago can still be answered exactly.
+        self.min_entries = min_entries
         #: Commits at or below this timestamp are no longer in the log.
         self.horizon_ts = 0
         self._subscriptions: list[Subscription] = []
@@ -127,7 +130,10 @@ class WriteLog:
         while (
             entries
             and entries[0].durable
-            and (entries[0].ts <= keep_after_ts or len(entries) > self.max_entries)
+            and (
+                len(entries) > self.max_entries
+                or (entries[0].ts <= keep_after_ts and len(entries) > self.min_entries)
+            )
         ):
             self.horizon_ts = entries.popleft().ts
 

@@ -358,3 +358,25 @@ class LimitTests(EngineTestCase):
         with self.assertRaises(LimitExceeded):
             for _ in range(5):
                 tx2.query({**scan("t"), "operators": [{"limit": 1}]}).collect()
+
+
+class GarbageTests(EngineTestCase):
+    async def test_deleted_documents_and_old_keys_are_reaped(self) -> None:
+        await self.setUpDb()
+        await self.db.add_index("t", "by_v", ("v",))
+        [doc_id] = await self.insert("t", {"v": 0.0})
+        index = self.db.store.tables_by_name["t"].indexes["by_v"]
+        for i in range(1, 50):
+            await self.db.run(lambda tx, i=i: tx.patch(doc_id, {"v": float(i)}))
+        await self.insert("t", {"v": -1.0})  # one more batch reaps the last tombstone
+        self.assertEqual(len(index.entries), 2)
+        self.assertLessEqual(len(self.db.store.documents[doc_id]), 2)
+        # A snapshot held open keeps what it can see.
+        reader = self.db.begin()
+        await self.db.run(lambda tx: tx.delete(doc_id))
+        await self.insert("t", {"v": -2.0})
+        self.assertEqual(reader.get(doc_id)["v"], 49.0)
+        reader.close()
+        await self.insert("t", {"v": -3.0})
+        self.assertNotIn(doc_id, self.db.store.documents)
+        self.assertEqual(len(index.entries), 3)

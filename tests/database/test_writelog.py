@@ -39,7 +39,7 @@ class ReadSetTests(SynchronousTestCase):
         self.assertEqual(log.first_conflict(rs, 9).ts, 10)
 
     def test_trimmed_history_is_a_conflict(self) -> None:
-        log = WriteLog()
+        log = WriteLog(min_entries=1)
         for ts in range(1, 6):
             log.append(WriteLogEntry(ts, {}, durable=True))
         log.trim(3)
@@ -47,6 +47,13 @@ class ReadSetTests(SynchronousTestCase):
         rs.add(1, b"a", b"b")
         self.assertIsNotNone(log.first_conflict(rs, 2))
         self.assertIsNone(log.first_conflict(rs, 3))
+
+    def test_recent_entries_are_kept_for_subscribers(self) -> None:
+        log = WriteLog(min_entries=3)
+        for ts in range(1, 6):
+            log.append(WriteLogEntry(ts, {}, durable=True))
+        log.trim(5)
+        self.assertEqual([e.ts for e in log.entries], [3, 4, 5])
 
 
 class SubscriptionTests(TestCase):
