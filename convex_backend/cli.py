@@ -40,11 +40,45 @@ class AdminKeyOptions(usage.Options):
     ]
 
 
+class _RemoteOptions(usage.Options):
+    optParameters = [
+        ["url", None, None, "Deployment URL (default: $CONVEX_SELF_HOSTED_URL)."],
+        ["admin-key", None, None, "Admin key (default: $CONVEX_SELF_HOSTED_ADMIN_KEY)."],
+    ]
+
+
+class DeployOptions(_RemoteOptions):
+    synopsis = "[DIR]"
+    longdesc = "Push the Python modules of DIR (default ./convex) to the deployment."
+    optFlags = [["dry-run", None, "Analyze only; change nothing."]]
+
+    def parseArgs(self, directory: str = "convex") -> None:
+        self["dir"] = directory
+
+
+class DevOptions(DeployOptions):
+    longdesc = "Push DIR (default ./convex), then push again whenever a file changes."
+    optParameters = [["interval", None, "0.5", "Seconds between checks for changes."]]
+
+
+class RunOptions(_RemoteOptions):
+    synopsis = "FUNCTION [ARGS_JSON]"
+    longdesc = "Call a function as admin and print its result as JSON."
+    optParameters = [["identity", None, None, "Act as this identity (JSON object)."]]
+
+    def parseArgs(self, function: str, args: str = "{}") -> None:
+        self["function"] = function
+        self["args"] = args
+
+
 class CliOptions(usage.Options):
     synopsis = "convex-backend <command> [options]"
     longdesc = "Operator tools for a convex_backend deployment."
     subCommands = [
         ["admin-key", None, AdminKeyOptions, "Print the admin key of a deployment."],
+        ["deploy", None, DeployOptions, "Push the functions in a directory."],
+        ["dev", None, DevOptions, "Push on every change of a directory."],
+        ["run", None, RunOptions, "Run a function as admin."],
         ["version", None, usage.Options, "Print the version."],
     ]
 
@@ -80,14 +114,24 @@ def main(argv: list[str] | None = None) -> int:
     except usage.UsageError as e:
         sys.stderr.write(f"{options}\nconvex-backend: {e}\n")
         return 2
+    from convex_backend import client
+
     try:
         if options.subCommand == "admin-key":
             sys.stdout.write(admin_key(options.subOptions) + "\n")
         elif options.subCommand == "version":
             sys.stdout.write(__version__ + "\n")
-    except (ConfigError, AdminKeyError, OSError) as e:
+        elif options.subCommand == "deploy":
+            return client.deploy_command(options.subOptions)
+        elif options.subCommand == "dev":
+            return client.dev_command(options.subOptions)
+        elif options.subCommand == "run":
+            return client.run_command(options.subOptions)
+    except (ConfigError, AdminKeyError, OSError, client.ClientError) as e:
         sys.stderr.write(f"convex-backend: {e}\n")
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

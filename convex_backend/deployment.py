@@ -8,6 +8,7 @@ owns no I/O itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from convex_backend import __version__
 from convex_backend.auth.admin_key import AdminKeyChecker
@@ -21,6 +22,10 @@ class Deployment:
     admin_keys: AdminKeyChecker
     metrics: Metrics = field(default_factory=Metrics)
     version: str = __version__
+    #: Set once the database has loaded and the function runtime has started.
+    database: Any = None
+    runner: Any = None
+    deployer: Any = None
 
     @property
     def instance_name(self) -> str:

@@ -4,6 +4,7 @@
 
     ConvexService (MultiService "convex")
       |- DatabaseService      the document database (opened first, closed last)
+      |- FunctionsService     worker pools, the function runner, deploys
       |- HttpService          the API port and the HTTP actions port
 
 Services start in this order and stop in reverse, so the database outlives
@@ -33,6 +34,7 @@ from convex_backend.config import (
     load_config,
 )
 from convex_backend.database.service import DatabaseService
+from convex_backend.functions.service import FunctionsService
 from convex_backend.deployment import Deployment
 from convex_backend.http.cors import CorsResource
 from convex_backend.http.root import RootApp
@@ -126,7 +128,9 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
     root = ConvexService(deployment, log_observer, reactor)
     if derived:
         root._announce_key = admin_key
-    DatabaseService(config.persistence, secret, reactor).setServiceParent(root)
+    database = DatabaseService(config.persistence, secret, reactor)
+    database.setServiceParent(root)
+    FunctionsService(deployment, database, reactor, workers=config.workers).setServiceParent(root)
     api_site = ConvexSite(
         CorsResource(RootApp(deployment).resource()),
         metrics=deployment.metrics,

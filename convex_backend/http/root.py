@@ -63,10 +63,24 @@ class RootApp:
     install_error_handlers(app)
 
     def __init__(self, deployment: Deployment) -> None:
+        from convex_backend.http.functions_api import FunctionApi
+
         self.deployment = deployment
+        self._api = FunctionApi(deployment).resource()
 
     def resource(self):
         return self.app.resource()
+
+    @app.route("/api/", branch=True)
+    def api(self, request: IRequest):
+        # Everything under /api/ that no route here claims: the function API.
+        return self._api
+
+    @app.route("/http/", branch=True)
+    def http_actions(self, request: IRequest):
+        from convex_backend.http.site_actions import HttpActionResource
+
+        return HttpActionResource(self.deployment, strip_prefix=b"/http/")
 
     @app.route("/", methods=["GET"])
     @route("/")

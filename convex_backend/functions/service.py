@@ -1,0 +1,88 @@
+"""The function runtime as a service: worker pools, the runner and the deployer.
+
+It starts once the database has loaded: the stored deployment is written out,
+two worker pools start on it (one for queries and mutations, one for actions,
+so that actions waiting on ``run_mutation`` can never starve the pool that
+serves it), and :class:`FunctionRunner` and :class:`Deployer` are attached to
+the :class:`~convex_backend.deployment.Deployment`.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from convex_backend.functions.modules import Deployer
+from convex_backend.functions.pool import WorkerPool
+from convex_backend.functions.runner import FunctionRunner
+
+log = Logger(namespace="convex.functions")
+
+
+class FunctionsService(MultiService):
+    name = "functions"
+
+    def __init__(self, deployment, database_service, reactor, *, workers: int) -> None:
+        super().__init__()
+        self.deployment = deployment
+        self.database_service = database_service
+        self.reactor = reactor
+        self.workers = workers
+        self.ready: defer.Deferred = defer.Deferred()
+
+    def startService(self) -> None:
+        # Children (the pools) start once the database is ready, not now.
+        self.running = 1
+        d = self.database_service.ready
+        d.addCallback(lambda database: defer.ensureDeferred(self._start(database)))
+        d.addErrback(self._failed)
+
+    async def _start(self, database) -> None:
+        config = self.deployment.config
+        pools: dict = {}
+        runner = FunctionRunner(database, pools, self.reactor)
+        deployer = Deployer(database, runner, pools, config.data_dir)
+        directory = deployer.load_current()
+        pools["udf"] = WorkerPool(self.reactor, str(directory), size=self.workers)
+        pools["action"] = WorkerPool(self.reactor, str(directory), size=self.workers)
+        for name, pool in pools.items():
+            pool.setName(f"{name} workers")
+            pool.setServiceParent(self)
+        self.deployment.database = database
+        self.deployment.runner = runner
+        self.deployer = self.deployment.deployer = deployer
+        runner.environment = load_environment(database)
+        log.info(
+            "Functions ready: deployment {id}, {n} functions, {w} workers per pool",
+            id=deployer.current_id,
+            n=len(runner.functions),
+            w=self.workers,
+        )
+        self.ready.callback(runner)
+
+    def _failed(self, failure) -> None:
+        log.failure("The function runtime could not start", failure)
+        self.ready.errback(failure)
+
+    def stopService(self):
+        return super().stopService()
+
+
+def load_environment(database) -> dict[str, str]:
+    tx = database.begin(privileged=True)
+    try:
+        rows = tx.query(
+            {
+                "source": {
+                    "type": "FullTableScan",
+                    "tableName": "_environment_variables",
+                    "order": "asc",
+                },
+                "operators": [],
+            },
+            system=True,
+        ).collect()
+    finally:
+        tx.close()
+    return {row["name"]: row["value"] for row in rows}

@@ -1,0 +1,62 @@
+"""The errors user function code sees and raises.
+
+This module owns :class:`ConvexError` (the application error whose ``data``
+travels to the caller, like Convex's ``ConvexError``) and
+:class:`ConvexFunctionError` (a plain failure reported by the host for a
+syscall, such as a failed nested ``ctx.run_query``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ConvexError", "ConvexFunctionError"]
+
+
+class ConvexError(Exception):
+    """An error meant for the caller, carrying a Convex value in ``data``.
+
+    Raise it from a function to send structured data to the client::
+
+        raise ConvexError({"code": "NotFound", "id": args["id"]})
+
+    The message is ``data`` when it is a string and ``"ConvexError"`` otherwise.
+    When a nested call fails with a ``ConvexError`` it is re-raised in the
+    caller with the same ``data`` (and the host's message).
+    """
+
+    data: Any
+    message: str
+
+    def __init__(self, data: Any) -> None:
+        message = data if isinstance(data, str) else "ConvexError"
+        super().__init__(message)
+        self.data = data
+        self.message = message
+
+    def _set_message(self, message: str) -> None:
+        # Errors re-raised from a syscall keep the host's message, which can
+        # differ from what the constructor derives from ``data``.
+        self.message = message
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"ConvexError({self.data!r})"
+
+
+class ConvexFunctionError(Exception):
+    """A syscall failed without ``ConvexError`` data; the message says why.
+
+    This is what ``ctx.run_query``/``ctx.run_mutation``/``ctx.run_action``
+    and database calls raise for a host-reported failure (JavaScript's plain
+    ``Error`` in the same place).
+    """
+
+    message: str
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
