@@ -25,7 +25,7 @@ from convex_backend.functions.modules import Deployer
 from convex_backend.functions.pool import WorkerPool
 from convex_backend.functions.runner import Caller, FunctionRunner
 
-MODULE = '''
+MODULE = """
 from convex_backend.server import mutation, query, v
 
 @mutation(args={"n": v.number()})
@@ -35,7 +35,7 @@ def add(ctx, args):
 @query(args={"id": v.id("items")})
 def get(ctx, args):
     return ctx.db.get(args["id"])
-'''
+"""
 
 
 async def run_for(seconds: float, callers: int, call) -> float:

@@ -34,8 +34,8 @@ from convex_backend.config import (
     load_config,
 )
 from convex_backend.database.service import DatabaseService
-from convex_backend.functions.service import FunctionsService
 from convex_backend.deployment import Deployment
+from convex_backend.functions.service import FunctionsService
 from convex_backend.http.cors import CorsResource
 from convex_backend.http.root import RootApp
 from convex_backend.http.service import HttpService

@@ -114,8 +114,14 @@ class Daemon:
         if self.exit_code is None and not self.protocol.ended.called:
             self.process.signalProcess(signum)
 
-    def kill(self) -> None:
+    def kill(self) -> defer.Deferred:
+        """SIGKILL the process (if still running); fires once it has exited."""
         try:
             self.signal(signal.SIGKILL)
         except Exception:
             pass
+        return defer.ensureDeferred(self._exited())
+
+    async def _exited(self) -> None:
+        while hasattr(self, "process") and not self.protocol.ended.called:
+            await deferLater(reactor, 0.02, lambda: None)

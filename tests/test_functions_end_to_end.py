@@ -63,7 +63,7 @@ class ChatAppTests(TestCase):
             headers["Authorization"] = f"Convex {daemon.admin_key}"
         response = await treq.post(
             f"{daemon.api_url}/api/{kind}",
-            data=json.dumps({"path": path, "args": args, "format": "convex_encoded_json"}),
+            data=json.dumps({"path": path, "args": args, "format": "convex_encoded_json"}).encode(),
             headers=headers,
             persistent=False,
         )
@@ -78,7 +78,10 @@ class ChatAppTests(TestCase):
         self.assertIn("Deployed", out)
 
         sent = await self.call(
-            daemon, "mutation", "messages:send", {"channel": "general", "author": "ada", "body": " hi "}
+            daemon,
+            "mutation",
+            "messages:send",
+            {"channel": "general", "author": "ada", "body": " hi "},
         )
         self.assertEqual(sent["status"], "success", sent)
         listed = await self.call(daemon, "query", "messages:list", {"channel": "general"})
@@ -115,7 +118,10 @@ class ChatAppTests(TestCase):
             daemon,
             "query",
             "messages:page",
-            {"channel": "p", "paginationOpts": {"numItems": 3.0, "cursor": first["value"]["continueCursor"]}},
+            {
+                "channel": "p",
+                "paginationOpts": {"numItems": 3.0, "cursor": first["value"]["continueCursor"]},
+            },
         )
         self.assertEqual([m["body"] for m in second["value"]["page"]], ["1", "0"])
         self.assertTrue(second["value"]["isDone"])
@@ -136,7 +142,7 @@ class ChatAppTests(TestCase):
         # The HTTP route, on the site port and under /http/ on the main port.
         response = await treq.post(
             daemon.site_url + "/post",
-            data=json.dumps({"channel": "web", "author": "hook", "body": "from http"}),
+            data=json.dumps({"channel": "web", "author": "hook", "body": "from http"}).encode(),
             persistent=False,
         )
         self.assertEqual(response.code, 201, await response.text())

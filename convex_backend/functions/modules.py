@@ -257,9 +257,7 @@ class Deployer:
         self.runner.functions = functions
         self.current_id, self.analysis, self.deployed_at = new_id, analysis, deployed_at
         self._prune_directories({new_id, EMPTY} | ({previous} if previous else set()))
-        log.info(
-            "Deployed {id}: {n} functions", id=new_id, n=len(functions)
-        )
+        log.info("Deployed {id}: {n} functions", id=new_id, n=len(functions))
         return summary
 
 

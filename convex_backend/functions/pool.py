@@ -246,12 +246,16 @@ class _Process(protocol.ProcessProtocol):
         self.ended: defer.Deferred = defer.Deferred()
         self._timer: Any = None
         self._kill_timer: Any = None
+        self._writer: Any = None
 
     # transport events
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid
         self.transport.closeStdin()
+        writer = getattr(self.transport, "pipes", {}).get(3)
+        if all(hasattr(writer, a) for a in ("fd", "_tempDataLen", "dataBuffer", "offset")):
+            self._writer = writer
 
     def childDataReceived(self, fd: int, data: bytes) -> None:
         if fd == 4:
@@ -276,6 +280,7 @@ class _Process(protocol.ProcessProtocol):
             if timer is not None and timer.active():
                 timer.cancel()
         self._timer = self._kill_timer = None
+        self.pool._processes.discard(self)
         code = getattr(reason.value, "exitCode", None)
         signal = getattr(reason.value, "signal", None)
         was = self.state
@@ -288,10 +293,37 @@ class _Process(protocol.ProcessProtocol):
     # helpers
 
     def write(self, data: bytes) -> None:
+        writer = self._writer
+        if (
+            writer is not None
+            and writer.connected
+            and not writer.disconnecting
+            and not writer._tempDataLen
+            and writer.offset == len(writer.dataBuffer)
+        ):
+            # Hot path: nothing is queued in Twisted's buffer, so write to the
+            # (non-blocking) pipe right away instead of waiting for the next
+            # reactor iteration; that saves two epoll changes and a loop per
+            # frame. Whatever the pipe does not take goes through Twisted.
+            try:
+                written = os.write(writer.fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                return  # the pipe is gone: processEnded will follow
+            if written == len(data):
+                return
+            data = data[written:]
         try:
             self.transport.writeToChild(3, data)
         except (KeyError, AttributeError, OSError):
             pass  # the pipe is gone: processEnded will follow
+
+    def terminate(self) -> None:
+        """Give up on the process: no more frames are handled, and it is SIGKILLed."""
+        self.cancel_timer()
+        self.state = _DEAD
+        self.kill()
 
     def kill(self) -> None:
         """SIGKILL the process (its exit is still reported to processEnded)."""
@@ -381,8 +413,7 @@ class _Worker(_Process):
         job = self.job
         self.job = None
         was = self.state
-        self.state = _DEAD
-        self.kill()
+        self.terminate()
         if job is not None:
             if job.timer is not None:
                 job.timer.cancel()
@@ -513,8 +544,7 @@ class _Worker(_Process):
         )
         was = self.state
         if was == _STARTING:
-            self.state = _DEAD
-            self.kill()
+            self.terminate()
             self.pool._startup_failed(self, WorkerProtocolError(f"Worker protocol error: {reason}"))
             return
         self._abort(WorkerProtocolError("The function's worker process sent a malformed message"))
@@ -523,8 +553,7 @@ class _Worker(_Process):
         self._timer = None
         if self.state != _STARTING:
             return
-        self.state = _DEAD
-        self.kill()
+        self.terminate()
         self.pool._startup_failed(
             self,
             LoadError(f"Timed out after {_duration(self.pool.load_timeout)} importing the modules"),
@@ -575,14 +604,14 @@ class _Analyzer(_Process):
     def __init__(self, pool: WorkerPool) -> None:
         super().__init__(pool)
         self.result: defer.Deferred = defer.Deferred()
+        self.outcome: Any = None
 
     def _finish(self, outcome: Any) -> None:
+        # Delivered once the process is gone (see exited), so that no analyzer
+        # outlives the answer it gave.
         self.cancel_timer()
-        if not self.result.called:
-            if isinstance(outcome, Exception):
-                self.result.errback(Failure(outcome))
-            else:
-                self.result.callback(outcome)
+        if self.outcome is None:
+            self.outcome = outcome
 
     def frame_received(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -607,25 +636,28 @@ class _Analyzer(_Process):
             self.protocol_error(f"unexpected {kind!r} frame")
 
     def protocol_error(self, reason: str) -> None:
-        self.state = _DEAD
-        self.kill()
         self._finish(WorkerProtocolError(f"Worker protocol error: {reason}"))
+        self.terminate()
 
     def timed_out(self) -> None:
         self._timer = None
-        self.kill()
         self._finish(
             LoadError(f"Timed out after {_duration(self.pool.load_timeout)} importing the modules")
         )
+        self.terminate()
 
     def exited(self, was: int, code: int | None, signal: int | None) -> None:
-        self.pool._analyzers.discard(self)
         self._finish(
             WorkerCrashed(
                 "The function's worker process exited while loading the modules "
                 f"({_exit_description(code, signal)})"
             )
         )
+        outcome = self.outcome
+        if isinstance(outcome, Exception):
+            self.result.errback(Failure(outcome))
+        else:
+            self.result.callback(outcome)
 
 
 # -- the pool ----------------------------------------------------------------------
@@ -652,7 +684,7 @@ class WorkerPool(Service):
             raise ValueError("a worker pool needs at least one worker")
         self._reactor = reactor
         self._seconds = reactor.seconds
-        self.modules_dir = str(modules_dir)
+        self.modules_dir = os.path.abspath(modules_dir)
         self.size = size
         self.queue_limit = queue_limit
         self.query_timeout = query_timeout
@@ -665,7 +697,10 @@ class WorkerPool(Service):
         self._current: _Generation | None = None
         self._pending: _Generation | None = None
         self._retired: set[_Worker] = set()
-        self._analyzers: set[_Analyzer] = set()
+        #: Every process not yet reaped, whatever its role.
+        self._processes: set[_Process] = set()
+        #: Delayed respawns of workers that failed to start.
+        self._retries: set[Any] = set()
         self._idle: list[_Worker] = []
         self._queue: deque[_Job] = deque()
         self._unavailable: PoolError | None = None
@@ -688,6 +723,8 @@ class WorkerPool(Service):
         self.swap(self.modules_dir).addErrback(self._start_failed)
 
     def _start_failed(self, failure: Failure) -> None:
+        if failure.check(PoolStopped):
+            return  # stopped before the workers were up: nothing to report
         log.error(
             "Function workers could not start on {dir}: {error}",
             dir=self.modules_dir,
@@ -714,12 +751,10 @@ class WorkerPool(Service):
         for job in queue:
             job.fail(error)
         self._fail_waiters(error)
-        processes: list[_Process] = []
-        for generation in (self._current, self._pending):
-            if generation is not None:
-                processes.extend(generation.workers)
-        processes.extend(self._retired)
-        processes.extend(self._analyzers)
+        for call in self._retries:
+            if call.active():
+                call.cancel()
+        self._retries = set()
         pending = self._pending
         if pending is not None and pending.waiter is not None:
             waiter, pending.waiter = pending.waiter, None
@@ -727,14 +762,13 @@ class WorkerPool(Service):
         self._idle = []
         self._current = self._pending = None
         self._unavailable = error
-        waits = [p.ended for p in processes if not p.ended.called]
+        processes = list(self._processes)
         for p in processes:
-            if p.state == _STARTING:
-                p.state = _DEAD
-                p.kill()
+            if p.state in (_STARTING, _DEAD):
+                p.terminate()
             else:
                 p.shutdown(self.shutdown_grace)
-        return defer.DeferredList(waits)
+        return defer.DeferredList([p.ended for p in processes])
 
     # -- invocations ---------------------------------------------------------------
 
@@ -802,10 +836,9 @@ class WorkerPool(Service):
         frame minus ``type`` and ``id``, or fails with :class:`LoadError`."""
         analyzer = _Analyzer(self)
         try:
-            self._spawn_process(analyzer, str(modules_dir))
+            self._spawn_process(analyzer, os.path.abspath(modules_dir))
         except Exception as e:
             return defer.fail(WorkerCrashed(f"Could not start a worker process: {e}"))
-        self._analyzers.add(analyzer)
         analyzer.start_timer(self.load_timeout, analyzer.timed_out)
         return analyzer.result
 
@@ -817,7 +850,8 @@ class WorkerPool(Service):
         in place) with :class:`LoadError` or :class:`WorkerCrashed` if the new
         workers cannot start. Swaps run one after another.
         """
-        return self._swap_lock.run(self._swap, str(modules_dir))
+        # Absolute: workers run in the checkout, not in the host's directory.
+        return self._swap_lock.run(self._swap, os.path.abspath(modules_dir))
 
     def _swap(self, modules_dir: str) -> defer.Deferred:
         if self._stopping or not self.running:
@@ -870,6 +904,7 @@ class WorkerPool(Service):
         self._reactor.spawnProcess(
             proc, self.python, args, env=self._env, path=REPO_ROOT, childFDs=_CHILD_FDS
         )
+        self._processes.add(proc)
 
     def _spawn(self, generation: _Generation) -> None:
         worker = _Worker(self, generation)
@@ -914,8 +949,7 @@ class WorkerPool(Service):
             # The new code does not load: give up on this generation entirely.
             self._pending = None
             for other in list(generation.workers):
-                other.state = _DEAD
-                other.kill()
+                other.terminate()
             generation.workers.clear()
             if self._current is None:
                 self._unavailable = error
@@ -936,9 +970,11 @@ class WorkerPool(Service):
                 error=str(error),
                 delay=delay,
             )
-            self._reactor.callLater(delay, self._replace, generation)
+            call = self._reactor.callLater(delay, self._replace, generation)
+            self._retries.add(call)
 
     def _replace(self, generation: _Generation) -> None:
+        self._retries = {c for c in self._retries if c.active()}
         if generation is self._current and not self._stopping and self.running:
             if len(generation.workers) < self.size:
                 self._spawn(generation)

@@ -255,7 +255,7 @@ class FunctionRunner:
             "snapshotTs": to_json(Int64(tx.begin_ts)) if tx is not None else None,
             "tables": self._tables(),
             "env": dict(self.environment),
-            "seed": "%032x" % rng.getrandbits(128),
+            "seed": f"{rng.getrandbits(128):032x}",
             "now": time.time() * 1000,
             "visibility": info.visibility,
         }
@@ -576,9 +576,7 @@ class ActionSyscalls:
             )
         except FunctionError as e:
             self.log_lines += e.log_lines
-            raise HostSyscallError(
-                e.message, to_json(e.data) if e.code == "ConvexError" else None
-            )
+            raise HostSyscallError(e.message, to_json(e.data) if e.code == "ConvexError" else None)
         self.log_lines += result.log_lines
         return to_json(result.value)
 

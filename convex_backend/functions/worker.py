@@ -11,7 +11,10 @@ This module owns the worker's side of ``docs/function-abi.md``:
   answered here, the others sent to the host as ``syscall`` frames), frozen time
   and seeded randomness for queries and mutations, no network in them, captured
   ``print``/``logging`` output as Convex log lines, ``os.environ`` set to the
-  deployment's environment, and errors reported without tracebacks.
+  deployment's environment, and errors reported without tracebacks;
+* nested calls the host answers with ``{"inline": ...}`` (``1.0/runUdf``,
+  ``1.0/actions/action``): the callee runs here, inside the caller's
+  invocation, and its outcome goes back as ``1.0/runUdfDone``.
 
 Nothing but frames is ever written to the host pipe; stdout and stderr are free
 for anything else (the host logs them at debug level).
@@ -45,7 +48,6 @@ from convex_backend.functions.framing import (
     FrameReader,
     encode_frame,
     write_bytes,
-    write_frame,
 )
 
 __all__ = ["MAX_LOG_LINE_BYTES", "MAX_LOG_LINES", "Syscalls", "main"]
@@ -304,6 +306,55 @@ def _enter_real() -> None:
     _mode.now_s = None
 
 
+# -- environment -------------------------------------------------------------------
+
+
+class _Environment:
+    """Sets ``os.environ`` to a given mapping, touching only what differs.
+
+    Clearing and refilling ``os.environ`` costs a putenv/unsetenv per variable
+    and an O(n) scan per deletion, hundreds of microseconds per invocation;
+    invocations almost always bring the same variables, so comparing the
+    encoded mapping ``os.environ`` keeps (``_data``) first makes the common
+    case nearly free.
+    """
+
+    def __init__(self) -> None:
+        # The last two mappings encoded: the deployment's and the worker's own
+        # environment alternate.
+        self._cache: list[tuple[dict[str, str], dict[bytes, bytes]]] = []
+
+    def _encode(self, env: dict[str, str]) -> dict[bytes, bytes]:
+        for known, encoded in self._cache:
+            if env == known:
+                return encoded
+        environ = os.environ
+        encoded = {
+            environ.encodekey(str(k)): environ.encodevalue(str(v))  # type: ignore[attr-defined]
+            for k, v in env.items()
+        }
+        self._cache = [(dict(env), encoded), *self._cache[:1]]
+        return encoded
+
+    def apply(self, env: dict[str, str]) -> None:
+        environ = os.environ
+        data = getattr(environ, "_data", None)
+        if not isinstance(data, dict):  # not CPython's os.environ: the slow way
+            environ.clear()
+            environ.update({str(k): str(v) for k, v in env.items()})
+            return
+        encoded = self._encode(env)
+        if data == encoded:
+            return
+        for key in [k for k in data if k not in encoded]:
+            os.unsetenv(key)
+            del data[key]
+        for key, value in encoded.items():
+            if data.get(key) != value:
+                os.putenv(key, value)
+                data[key] = value
+
+
 # -- console capture ---------------------------------------------------------------
 
 
@@ -431,6 +482,7 @@ class _LogHandler(logging.Handler):
 
 _stdout: _ConsoleStream | None = None
 _stderr: _ConsoleStream | None = None
+_log_handler = _LogHandler()
 
 
 def _install_console() -> None:
@@ -442,7 +494,7 @@ def _install_console() -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(_LogHandler())
+    root.addHandler(_log_handler)
     # Like console.debug in Convex, every level is captured.
     root.setLevel(logging.DEBUG)
 
@@ -644,20 +696,22 @@ class _Channel:
     def __init__(self, rfd: int, wfd: int) -> None:
         self.reader = FrameReader(rfd)
         self.wfd = wfd
+        #: One round trip at a time; one frame being written at a time.
         self.lock = threading.Lock()
+        self.write_lock = threading.Lock()
         self._next_id = 0
 
     def send(self, frame: dict[str, Any]) -> None:
-        try:
-            write_frame(self.wfd, frame)
-        except OSError:
-            _exit(0)  # the host is gone
+        self.send_bytes(encode_frame(frame))
 
     def send_bytes(self, data: bytes) -> None:
-        try:
-            write_bytes(self.wfd, data)
-        except OSError:
-            _exit(0)
+        # Frames larger than PIPE_BUF are not written atomically: threads an
+        # action started must not interleave theirs.
+        with self.write_lock:
+            try:
+                write_bytes(self.wfd, data)
+            except OSError:
+                _exit(0)  # the host is gone
 
     def receive(self) -> dict[str, Any] | None:
         try:
@@ -825,6 +879,7 @@ class _Worker:
         self.rt = rt
         self.memory_limit = memory_limit
         self.base_environ = dict(os.environ)
+        self.environment = _Environment()
         self.router_cache: list[Any] = []
 
     def serve(self) -> None:
@@ -980,9 +1035,7 @@ class _Worker:
 
     def _begin(self, frame: dict[str, Any], udf_type: Any, logs: _LogLines) -> None:
         env = frame.get("env")
-        os.environ.clear()
-        if env:
-            os.environ.update({str(k): str(v) for k, v in env.items()})
+        self.environment.apply(env if isinstance(env, dict) else {})
         if udf_type in ("query", "mutation"):
             now = frame.get("now")
             if not isinstance(now, (int, float)):
@@ -992,6 +1045,12 @@ class _Worker:
         else:
             _enter_real()
             _mode.network_error = None
+        # User code may have swapped these out in an earlier invocation.
+        if sys.stdout is not _stdout or sys.stderr is not _stderr:
+            sys.stdout, sys.stderr = _stdout, _stderr
+        root = logging.getLogger()
+        if _log_handler not in root.handlers:
+            root.addHandler(_log_handler)
         _mode.logs = logs
 
     def _end(self, logs: _LogLines) -> None:
@@ -999,8 +1058,7 @@ class _Worker:
         assert _stdout is not None and _stderr is not None
         _stdout.end_invocation(logs)
         _stderr.end_invocation(logs)
-        os.environ.clear()
-        os.environ.update(self.base_environ)
+        self.environment.apply(self.base_environ)
 
 
 # -- main --------------------------------------------------------------------------
@@ -1019,9 +1077,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _take_fd(fd: int) -> int:
-    # Move the protocol pipes off 3 and 4 and make them non-inheritable, so a
-    # subprocess or a stray os.write(4, ...) in user code can't reach them.
-    new = os.dup(fd)
+    # Move the protocol pipes off 3 and 4, far from the small numbers user code
+    # gets for its own files, and close-on-exec, so that neither a subprocess
+    # nor a stray os.write(4, ...) in user code can reach them.
+    import fcntl
+
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
     os.close(fd)
     return new
 

@@ -107,7 +107,8 @@ class FunctionApi:
                 answer["errorData"] = encode(e.data)
             return json_response(request, answer)
         return json_response(
-            request, {"status": "success", "value": encode(result.value), "logLines": result.log_lines}
+            request,
+            {"status": "success", "value": encode(result.value), "logLines": result.log_lines},
         )
 
     def _kind_route(self, request: IRequest, expected: str):
