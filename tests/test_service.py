@@ -17,7 +17,7 @@ from tests.helpers import make_config
 class ServiceTreeTests(TestCase):
     def test_children_in_start_order(self) -> None:
         service = build(make_config(self.mktemp()), reactor)
-        self.assertEqual([child.name for child in service], ["database", "http"])
+        self.assertEqual([child.name for child in service], ["database", "functions", "http"])
 
     async def test_start_serve_stop(self) -> None:
         config = make_config(self.mktemp())

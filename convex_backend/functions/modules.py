@@ -165,6 +165,7 @@ class Deployer:
         self.deployed_at = state.get("deployedAt")
         directory = self.write_modules(self.current_id, sorted(modules, key=lambda m: m.path))
         self.runner.functions = functions_from_analysis(self.analysis)
+        self.runner.http_routes = self.analysis.get("httpRoutes")
         self._prune_directories({self.current_id, EMPTY})
         return directory
 
@@ -255,6 +256,7 @@ class Deployer:
         )
         previous = self.current_id
         self.runner.functions = functions
+        self.runner.http_routes = analysis.get("httpRoutes")
         self.current_id, self.analysis, self.deployed_at = new_id, analysis, deployed_at
         self._prune_directories({new_id, EMPTY} | ({previous} if previous else set()))
         log.info("Deployed {id}: {n} functions", id=new_id, n=len(functions))

@@ -132,6 +132,8 @@ class FunctionRunner:
         self.environment: dict[str, str] = {}
         self.stats: dict[str, int] = {}
         self._tables_cache: tuple[int, dict[str, int]] | None = None
+        #: The HTTP routes of the deployment's http.py, None when it has none.
+        self.http_routes: list | None = None
 
     def _tables(self) -> dict[str, int]:
         """Table name -> number, rebuilt only when a table was added."""
@@ -216,6 +218,8 @@ class FunctionRunner:
         """
         from convex_backend.functions.pool import PoolError
 
+        if self.http_routes is None:
+            return _text_response(404, "No HTTP actions are deployed (there is no http.py)")
         caller = caller or Caller()
         request_id = uuid.uuid4().hex
         handler = ActionSyscalls(self, caller, request_id)
