@@ -17,6 +17,7 @@ keeps or rolls back the callee's writes.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
@@ -28,7 +29,7 @@ from twisted.logger import Logger
 
 from convex_backend.database.errors import DatabaseError, OccConflict
 from convex_backend.database.schema import ValidationError, parse_validator
-from convex_backend.functions.pool import HostSyscallError
+from convex_backend.functions.pool import HostSyscallError, PoolError
 from convex_backend.values import ConvexValueError, Int64, from_json, to_json
 
 log = Logger(namespace="convex.functions")
@@ -203,7 +204,7 @@ class FunctionRunner:
         caller = caller or Caller()
         info = self.lookup(path, caller, expected)
         self.check_args(info, args)
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()
         if info.udf_type == "query":
             return await self._run_query(info, args, caller, request_id)
         if info.udf_type == "mutation":
@@ -249,7 +250,6 @@ class FunctionRunner:
         return value
 
     def _request(self, info: FunctionInfo, args: Any, caller: Caller, request_id: str, tx):
-        rng = random.Random()
         return {
             "udfType": info.udf_type,
             "path": info.path,
@@ -258,15 +258,13 @@ class FunctionRunner:
             "identity": caller.identity,
             "snapshotTs": to_json(Int64(tx.begin_ts)) if tx is not None else None,
             "tables": self._tables(),
-            "env": dict(self.environment),
-            "seed": f"{rng.getrandbits(128):032x}",
+            "env": self.environment,
+            "seed": os.urandom(16).hex(),
             "now": time.time() * 1000,
             "visibility": info.visibility,
         }
 
     async def _invoke(self, pool_name: str, request: dict, handler) -> tuple[Any, list[str]]:
-        from convex_backend.functions.pool import PoolError
-
         try:
             result = await self.pools[pool_name].invoke(request, handler)
         except PoolError as e:
