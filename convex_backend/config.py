@@ -65,6 +65,24 @@ _PARAMETERS: list[tuple[str, str, str | None, str]] = [
     ("workers", "CONVEX_WORKERS", None, "Function worker processes (default: CPUs)."),
     ("log-level", "CONVEX_LOG_LEVEL", "info", "One of " + ", ".join(LOG_LEVELS) + "."),
     (
+        "function-timeout",
+        "CONVEX_FUNCTION_TIMEOUT",
+        "1",
+        "Seconds of user-code time a query or mutation may use.",
+    ),
+    (
+        "action-timeout",
+        "CONVEX_ACTION_TIMEOUT",
+        "600",
+        "Seconds of user-code time an action may use.",
+    ),
+    (
+        "worker-memory",
+        "CONVEX_WORKER_MEMORY",
+        "1024",
+        "Address-space limit of each function worker, in MiB.",
+    ),
+    (
         "max-request-bytes",
         "CONVEX_MAX_REQUEST_BYTES",
         str(DEFAULT_MAX_REQUEST_BYTES),
@@ -117,6 +135,9 @@ class Config:
     cloud_origin: str
     site_origin: str
     workers: int
+    function_timeout: float
+    action_timeout: float
+    worker_memory_mb: int
     log_level: str
     max_request_bytes: int
 
@@ -161,6 +182,16 @@ def _positive_int(name: str, text: object) -> int:
         raise ConfigError(f"--{name} must be a whole number, got {text!r}")
     if value < 1:
         raise ConfigError(f"--{name} must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(name: str, text: object) -> float:
+    try:
+        value = float(str(text))
+    except ValueError:
+        raise ConfigError(f"--{name} must be a number, got {text!r}")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"--{name} must be a positive number, got {text!r}")
     return value
 
 
@@ -291,6 +322,9 @@ def load_config(options: Mapping[str, object], environ: Mapping[str, str] | None
         cloud_origin=_origin("cloud-origin", raw["cloud-origin"], f"http://{public_host}:{port}"),
         site_origin=_origin("site-origin", raw["site-origin"], f"http://{public_host}:{site_port}"),
         workers=workers,
+        function_timeout=_positive_float("function-timeout", raw["function-timeout"]),
+        action_timeout=_positive_float("action-timeout", raw["action-timeout"]),
+        worker_memory_mb=_positive_int("worker-memory", raw["worker-memory"]),
         log_level=log_level,
         max_request_bytes=_positive_int("max-request-bytes", raw["max-request-bytes"]),
     )

@@ -44,8 +44,13 @@ class FunctionsService(MultiService):
         runner = FunctionRunner(database, pools, self.reactor)
         deployer = Deployer(database, runner, pools, config.data_dir)
         directory = deployer.load_current()
-        pools["udf"] = WorkerPool(self.reactor, str(directory), size=self.workers)
-        pools["action"] = WorkerPool(self.reactor, str(directory), size=self.workers)
+        limits = {
+            "query_timeout": config.function_timeout,
+            "action_timeout": config.action_timeout,
+            "memory_limit": config.worker_memory_mb * 1024 * 1024,
+        }
+        pools["udf"] = WorkerPool(self.reactor, str(directory), size=self.workers, **limits)
+        pools["action"] = WorkerPool(self.reactor, str(directory), size=self.workers, **limits)
         for name, pool in pools.items():
             pool.setName(f"{name} workers")
             pool.setServiceParent(self)
