@@ -1,0 +1,147 @@
+"""Benchmark of the HTTP function API: queries and mutations per second.
+
+    python -m bench.http [--seconds 5] [--connections 64] [--workers 2]
+
+Starts the real daemon (``twistd -n convex``) on a temporary data dir, deploys a
+tiny module, and drives ``POST /api/query`` and ``POST /api/mutation`` with
+`wrk` (Debian's ``wrk`` package) over many keep-alive connections on loopback.
+wrk shares the machine's cores with the daemon, so the figures are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+MODULE = """
+from convex_backend.server import mutation, query, v
+
+@mutation(args={"n": v.number()})
+def add(ctx, args):
+    return ctx.db.insert("items", {"n": args["n"]})
+
+@query(args={"id": v.id("items")})
+def get(ctx, args):
+    return ctx.db.get(args["id"])
+"""
+
+
+def post(url: str, body: dict, key: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Convex {key}"
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def wrk(url: str, body: dict, seconds: float, connections: int, directory: str) -> float:
+    script = Path(directory) / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"wrk saw {errors.group(1)} failed responses:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench.http needs wrk: apt-get install wrk")
+    with tempfile.TemporaryDirectory() as directory:
+        log = open(Path(directory) / "daemon.log", "w+")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        daemon = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "-n",
+                "--pidfile=",
+                "convex",
+                "--port",
+                "0",
+                "--site-port",
+                "0",
+                "--host",
+                "127.0.0.1",
+                "--data-dir",
+                directory,
+                "--workers",
+                str(args.workers),
+                "--log-level",
+                "info",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=directory,
+        )
+        try:
+            url = key = None
+            for _ in range(200):
+                time.sleep(0.1)
+                text = Path(directory, "daemon.log").read_text()
+                api = re.search(r"Serving api on (http://\S+?)/", text)
+                found = re.search(r"Admin key: (\S+)", text)
+                if api and found:
+                    url, key = api.group(1), found.group(1)
+                    break
+            if url is None:
+                raise SystemExit(
+                    "the daemon did not start:\n" + Path(directory, "daemon.log").read_text()
+                )
+            post(url + "/api/deploy", {"modules": [{"path": "bench.py", "source": MODULE}]}, key)
+            doc = post(url + "/api/mutation", {"path": "bench:add", "args": {"n": 1}})["value"]
+            mutations = wrk(
+                url + "/api/mutation",
+                {"path": "bench:add", "args": {"n": 1}, "format": "convex_encoded_json"},
+                args.seconds,
+                args.connections,
+                directory,
+            )
+            queries = wrk(
+                url + "/api/query",
+                {"path": "bench:get", "args": {"id": doc}, "format": "convex_encoded_json"},
+                args.seconds,
+                args.connections,
+                directory,
+            )
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+    print(
+        f"HTTP mutations/s ({args.connections} keep-alive connections, wrk -t2): {mutations:,.0f}"
+    )
+    print(f"HTTP queries/s ({args.connections} keep-alive connections, wrk -t2): {queries:,.0f}")
+    print(f"(daemon with {args.workers} workers per pool; {os.cpu_count()} CPUs shared with wrk)")
+
+
+if __name__ == "__main__":
+    main()
