@@ -40,7 +40,7 @@ class DaemonEndToEndTests(TestCase):
             headers={"Authorization": "Convex convex-self-hosted|0123"},
             persistent=False,
         )
-        self.assertEqual(bad.code, 403)
+        self.assertEqual(bad.code, 401)
         self.assertEqual(json.loads(await bad.content())["code"], "BadAdminKey")
 
         # Bad input gets clear JSON errors, and the daemon keeps serving.
@@ -57,7 +57,7 @@ class DaemonEndToEndTests(TestCase):
         metrics = await treq.get(api + "/metrics", persistent=False)
         text = await metrics.text()
         self.assertIn("process_resident_memory_bytes", text)
-        self.assertIn('route="/api/check_admin_key",status="403"', text)
+        self.assertIn('route="/api/check_admin_key",status="401"', text)
 
         site = await treq.get(daemon.site_url + "/anything", persistent=False)
         self.assertEqual(site.code, 404)

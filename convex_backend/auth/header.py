@@ -11,6 +11,8 @@ import binascii
 import json
 from dataclasses import dataclass
 
+from convex_backend.auth.identity import IdentityError, normalize_identity
+
 
 class AuthorizationError(ValueError):
     """The header is present but cannot be understood."""
@@ -69,4 +71,7 @@ def _decode_identity(encoded: str) -> dict:
         raise AuthorizationError("the identity after the admin key must be base64-encoded JSON")
     if not isinstance(identity, dict):
         raise AuthorizationError("the identity after the admin key must be a JSON object")
-    return identity
+    try:
+        return normalize_identity(identity)
+    except IdentityError as e:
+        raise AuthorizationError(f"invalid identity after the admin key: {e}")

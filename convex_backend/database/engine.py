@@ -233,6 +233,38 @@ class Database:
         self._snapshots[ts] += 1
         return Transaction(self, ts, privileged=privileged)
 
+    def begin_at(self, ts: int, *, privileged: bool = False):
+        """A transaction reading the snapshot at ``ts``, an earlier timestamp.
+
+        Only snapshots the store still holds can be read: from its horizon
+        (the oldest snapshot any reader had open when versions were last
+        pruned) up to the latest published timestamp. Anything older is a
+        ``SnapshotTooOld`` error, anything newer an ``InvalidTimestamp`` one.
+        The snapshot is registered like :meth:`begin`'s, so it stays readable
+        until the transaction closes. Meant for reads: a commit from it would
+        conflict with everything committed since ``ts``.
+        """
+        from convex_backend.database.errors import DatabaseError
+        from convex_backend.database.transaction import Transaction
+
+        if not self.loaded:
+            raise DatabaseUnavailable("The database is still loading")
+        if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
+            raise DatabaseError(f"Invalid timestamp {ts!r}", "InvalidTimestamp")
+        if ts > self.published_ts:
+            raise DatabaseError(
+                f"Timestamp {ts} is newer than the latest timestamp {self.published_ts}",
+                "InvalidTimestamp",
+            )
+        if ts < self.store.horizon:
+            raise DatabaseError(
+                f"The snapshot at timestamp {ts} is no longer available (the oldest one "
+                f"kept is {self.store.horizon}); use a newer timestamp",
+                "SnapshotTooOld",
+            )
+        self._snapshots[ts] += 1
+        return Transaction(self, ts, privileged=privileged)
+
     def release_snapshot(self, ts: int) -> None:
         count = self._snapshots[ts] - 1
         if count <= 0:

@@ -21,6 +21,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,8 +200,17 @@ class FunctionRunner:
         caller: Caller | None = None,
         expected: str | None = None,
         request_id: str | None = None,
+        before_commit: Callable[[Any, Any, list[str]], None] | None = None,
     ) -> CallResult:
-        """Run a function by path; raises :class:`FunctionError` for every failure."""
+        """Run a function by path; raises :class:`FunctionError` for every failure.
+
+        ``before_commit(tx, value, log_lines)``, for mutations only, is called
+        after the function succeeded and just before its transaction commits,
+        so that the caller can add its own bookkeeping writes to the same
+        transaction (the sync layer records mutation results for idempotency).
+        A failing query's :class:`FunctionError` carries ``ts`` and ``read_set``
+        (what it had read), so that a subscription can re-run it on a change.
+        """
         caller = caller or Caller()
         info = self.lookup(path, caller, expected)
         self.check_args(info, args)
@@ -208,8 +218,44 @@ class FunctionRunner:
         if info.udf_type == "query":
             return await self._run_query(info, args, caller, request_id)
         if info.udf_type == "mutation":
-            return await self._run_mutation(info, args, caller, request_id)
+            return await self._run_mutation(info, args, caller, request_id, before_commit)
         return await self._run_action(info, args, caller, request_id)
+
+    async def call_query_at(
+        self,
+        path: str,
+        args: Any,
+        ts: int,
+        *,
+        caller: Caller | None = None,
+        request_id: str | None = None,
+    ) -> CallResult:
+        """Run a query at the snapshot ``ts`` (see :meth:`Database.begin_at`).
+
+        Raises :class:`FunctionError` like :meth:`call`, and
+        :class:`~convex_backend.database.errors.DatabaseError` (``SnapshotTooOld``,
+        ``InvalidTimestamp``) when that snapshot cannot be read.
+        """
+        caller = caller or Caller()
+        info = self.lookup(path, caller, "query")
+        self.check_args(info, args)
+        request_id = request_id or os.urandom(16).hex()
+        tx = self.db.begin_at(ts)
+        try:
+            handler = TransactionSyscalls(self, tx, caller, read_only=True)
+            try:
+                value, log_lines = await self._invoke(
+                    "udf", self._request(info, args, caller, request_id, tx), handler
+                )
+                self.check_returns(info, value, log_lines)
+            except FunctionError as e:
+                # What the failing query saw: its error only changes when that data does.
+                e.ts = tx.begin_ts
+                e.read_set = tx.finish_reads()
+                raise
+            return CallResult(value, log_lines, tx.begin_ts, tx.finish_reads())
+        finally:
+            tx.close()
 
     async def call_http(self, request_json: dict, *, caller: Caller | None = None) -> dict:
         """Serve one HTTP action request through the deployment's ``http.py`` router.
@@ -290,15 +336,21 @@ class FunctionRunner:
         tx = self.db.begin()
         try:
             handler = TransactionSyscalls(self, tx, caller, read_only=True)
-            value, log_lines = await self._invoke(
-                "udf", self._request(info, args, caller, request_id, tx), handler
-            )
-            self.check_returns(info, value, log_lines)
+            try:
+                value, log_lines = await self._invoke(
+                    "udf", self._request(info, args, caller, request_id, tx), handler
+                )
+                self.check_returns(info, value, log_lines)
+            except FunctionError as e:
+                # What the failing query saw: its error only changes when that data does.
+                e.ts = tx.begin_ts
+                e.read_set = tx.finish_reads()
+                raise
             return CallResult(value, log_lines, tx.begin_ts, tx.finish_reads())
         finally:
             tx.close()
 
-    async def _run_mutation(self, info, args, caller, request_id) -> CallResult:
+    async def _run_mutation(self, info, args, caller, request_id, before_commit=None) -> CallResult:
         delay = 0.002
         for attempt in range(MAX_MUTATION_RETRIES + 1):
             tx = self.db.begin()
@@ -308,6 +360,8 @@ class FunctionRunner:
                     "udf", self._request(info, args, caller, request_id, tx), handler
                 )
                 self.check_returns(info, value, log_lines)
+                if before_commit is not None:
+                    before_commit(tx, value, log_lines)
             except BaseException:
                 tx.close()
                 raise

@@ -46,15 +46,15 @@ def require_admin(
     try:
         credentials = parse_authorization(request.getHeader(b"authorization"))
     except AuthorizationError as e:
-        raise ApiError(403, "BadAdminKey", f"Invalid admin key: {e}")
+        raise ApiError(401, "BadAdminKey", f"Invalid admin key: {e}")
     if credentials is None and body_key is not None:
         credentials = AdminCredentials(body_key)
     if credentials is None:
         raise ApiError(401, "MissingAdminKey", "An admin key is required for this route")
     if not isinstance(credentials, AdminCredentials):
-        raise ApiError(403, "BadAdminKey", "This route needs an admin key, not a user token")
+        raise ApiError(401, "BadAdminKey", "This route needs an admin key, not a user token")
     if not deployment.admin_keys.is_valid(credentials.key):
-        raise ApiError(403, "BadAdminKey", "The provided admin key was invalid for this instance")
+        raise ApiError(401, "BadAdminKey", "The provided admin key was invalid for this instance")
     return credentials
 
 
@@ -63,17 +63,18 @@ class RootApp:
     install_error_handlers(app)
 
     def __init__(self, deployment: Deployment) -> None:
+        from convex_backend.http.admin_api import AdminApi, FirstMatchResource
         from convex_backend.http.functions_api import FunctionApi
 
         self.deployment = deployment
-        self._api = FunctionApi(deployment).resource()
+        self._api = FirstMatchResource(AdminApi(deployment), FunctionApi(deployment))
 
     def resource(self):
         return self.app.resource()
 
     @app.route("/api/", branch=True)
     def api(self, request: IRequest):
-        # Everything under /api/ that no route here claims: the function API.
+        # Everything under /api/ that no route here claims: the admin and function APIs.
         return self._api
 
     @app.route("/http/", branch=True)

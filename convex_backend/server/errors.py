@@ -20,7 +20,8 @@ class ConvexError(Exception):
 
         raise ConvexError({"code": "NotFound", "id": args["id"]})
 
-    The message is ``data`` when it is a string and ``"ConvexError"`` otherwise.
+    The message is ``data`` when it is a string and its JSON text otherwise, as
+    Convex's JavaScript ``ConvexError`` does.
     When a nested call fails with a ``ConvexError`` it is re-raised in the
     caller with the same ``data`` (and the host's message).
     """
@@ -29,7 +30,7 @@ class ConvexError(Exception):
     message: str
 
     def __init__(self, data: Any) -> None:
-        message = data if isinstance(data, str) else "ConvexError"
+        message = data if isinstance(data, str) else _describe(data)
         super().__init__(message)
         self.data = data
         self.message = message
@@ -60,3 +61,26 @@ class ConvexFunctionError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def _describe(data: Any) -> str:
+    """The JSON text of ``data`` for messages; int64 values show as ``5n``."""
+    import json
+
+    from convex_backend.values import Int64, from_python
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Int64):
+            return f"{value.value}n"
+        if isinstance(value, bytes):
+            return "<bytes>"
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    try:
+        return json.dumps(plain(from_python(data)), separators=(",", ":"), allow_nan=True)
+    except Exception:
+        return "ConvexError"

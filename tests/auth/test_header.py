@@ -23,10 +23,20 @@ class ParseAuthorizationTests(SynchronousTestCase):
         self.assertEqual(parse_authorization(b"Convex app|abcd"), AdminCredentials("app|abcd"))
 
     def test_admin_acting_as(self) -> None:
-        identity = {"subject": "user1", "issuer": "https://issuer"}
+        identity = {"subject": "u1", "issuer": "iss"}
         encoded = base64.b64encode(json.dumps(identity).encode()).decode().rstrip("=")
         credentials = parse_authorization(f"Convex app|abcd:{encoded}")
-        self.assertEqual(credentials, AdminCredentials("app|abcd", identity))
+        expected = {**identity, "tokenIdentifier": "iss|u1"}
+        self.assertEqual(credentials, AdminCredentials("app|abcd", expected))
+
+    def test_acting_as_needs_subject_and_issuer_or_token(self) -> None:
+        for identity in ({"subject": "u1"}, {"issuer": "i"}, {"tokenIdentifier": 5}):
+            encoded = base64.b64encode(json.dumps(identity).encode()).decode()
+            self.assertRaises(AuthorizationError, parse_authorization, f"Convex k|ab:{encoded}")
+        encoded = base64.b64encode(json.dumps({"tokenIdentifier": "t"}).encode()).decode()
+        self.assertEqual(
+            parse_authorization(f"Convex k|ab:{encoded}").acting_as, {"tokenIdentifier": "t"}
+        )
 
     def test_user(self) -> None:
         self.assertEqual(parse_authorization("Bearer a.b.c"), UserCredentials("a.b.c"))

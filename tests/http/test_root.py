@@ -75,7 +75,7 @@ class RootRoutesTests(TestCase):
         # Clients append ":<base64 identity JSON>" to act as a user.
         response, _ = await self.get(
             "/api/check_admin_key",
-            headers={"authorization": f"Convex {self.key}:eyJzdWJqZWN0IjoiYSJ9"},
+            headers={"authorization": f"Convex {self.key}:eyJzdWJqZWN0IjogImEiLCAiaXNzdWVyIjogImh0dHBzOi8vaSJ9"},
         )
         self.assertEqual(response.code, 200)
 
@@ -89,21 +89,21 @@ class RootRoutesTests(TestCase):
             response, body = await self.post(
                 "/api/check_admin_key", headers={"authorization": header}
             )
-            error = self.assertJsonError(response, body, 403, "BadAdminKey")
+            error = self.assertJsonError(response, body, 401, "BadAdminKey")
             self.assertNotIn(wrong, error["message"])
 
     async def test_check_admin_key_user_token_refused(self) -> None:
         response, body = await self.post(
             "/api/check_admin_key", headers={"authorization": "Bearer abc.def.ghi"}
         )
-        self.assertJsonError(response, body, 403, "BadAdminKey")
+        self.assertJsonError(response, body, 401, "BadAdminKey")
 
     async def test_check_admin_key_garbage_header(self) -> None:
         for header in ("Basic dXNlcjpwYXNz", "Convex", "Convex key:!!notbase64!!"):
             response, body = await self.post(
                 "/api/check_admin_key", headers={"authorization": header}
             )
-            self.assertJsonError(response, body, 403, "BadAdminKey")
+            self.assertJsonError(response, body, 401, "BadAdminKey")
 
     async def test_check_admin_key_malformed_json(self) -> None:
         for payload in (b"{bad", b"[1,2]", b'{"adminKey": 5}', b"\xff\xfe"):
