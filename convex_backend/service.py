@@ -40,7 +40,7 @@ from convex_backend.http.cors import CorsResource
 from convex_backend.http.root import RootApp
 from convex_backend.http.service import HttpService
 from convex_backend.http.site import ConvexSite
-from convex_backend.http.site_actions import SiteApp
+from convex_backend.http.site_actions import HTTP_ACTION_MAX_REQUEST_BYTES, SiteApp
 from convex_backend.logs import make_observer
 
 log = Logger(namespace="convex")
@@ -130,7 +130,8 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
         root._announce_key = admin_key
     database = DatabaseService(config.persistence, secret, reactor)
     database.setServiceParent(root)
-    FunctionsService(deployment, database, reactor, workers=config.workers).setServiceParent(root)
+    functions = FunctionsService(deployment, database, reactor, workers=config.workers)
+    functions.setServiceParent(root)
     api_site = ConvexSite(
         CorsResource(RootApp(deployment).resource()),
         metrics=deployment.metrics,
@@ -139,7 +140,7 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
     actions_site = ConvexSite(
         SiteApp(deployment).resource(),
         metrics=deployment.metrics,
-        max_request_bytes=config.max_request_bytes,
+        max_request_bytes=HTTP_ACTION_MAX_REQUEST_BYTES,
     )
     HttpService(
         reactor,
@@ -148,6 +149,7 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
             ("api", config.port, api_site),
             ("http actions", config.site_port, actions_site),
         ],
+        ready=functions.started,
     ).setServiceParent(root)
     return root
 

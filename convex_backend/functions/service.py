@@ -30,6 +30,8 @@ class FunctionsService(MultiService):
         self.reactor = reactor
         self.workers = workers
         self.ready: defer.Deferred = defer.Deferred()
+        #: Fires (with None) once the runtime is up; for others to wait on.
+        self.started: defer.Deferred = defer.Deferred()
 
     def startService(self) -> None:
         # Children (the pools) start once the database is ready, not now.
@@ -64,11 +66,15 @@ class FunctionsService(MultiService):
             n=len(runner.functions),
             w=self.workers,
         )
+        self.started.callback(None)
         self.ready.callback(runner)
 
     def _failed(self, failure) -> None:
         log.failure("The function runtime could not start", failure)
         self.ready.errback(failure)
+        self.ready.addErrback(lambda _: None)
+        if self.reactor.running:
+            self.reactor.stop()
 
     def stopService(self):
         return super().stopService()

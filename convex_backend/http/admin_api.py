@@ -1,8 +1,8 @@
 """The admin API under ``/api/``: tables, documents, environment variables, the deployment.
 
 Every route needs the admin key (``Authorization: Convex <key>``, or
-``{"adminKey": ...}`` in a POST's JSON body): 401 without one, 403 with a
-wrong one.
+``{"adminKey": ...}`` in a POST's JSON body): 401 ``MissingAdminKey`` without
+one, 401 ``BadAdminKey`` with a wrong one (or a user token).
 
 * ``POST /api/clear_tables`` ``{"tableNames": [...]}``: deletes every document
   of those user tables, a batch per privileged transaction; answers

@@ -28,8 +28,10 @@ class HttpService(Service):
         host: str,
         listeners: list[tuple[str, int, ConvexSite]],
         drain_timeout: float = 5.0,
+        ready: defer.Deferred | None = None,
     ) -> None:
         self._reactor = reactor
+        self._ready = ready
         self._host = host
         self._listeners = listeners
         self._drain_timeout = drain_timeout
@@ -51,7 +53,21 @@ class HttpService(Service):
         if not self.ports:
             self.privilegedStartService()
         super().startService()
+        if self._ready is None or self._ready.called:
+            self._serve()
+            return
+        # The ports are bound (so a busy port failed fast) but accept nothing
+        # until the database and functions are loaded: early clients wait in
+        # the listen backlog instead of getting "not ready" errors.
+        for port in self.ports.values():
+            port.stopReading()
+        self._ready.addCallback(lambda result: (self._serve(), result)[1])
+
+    def _serve(self) -> None:
+        if not self.running:
+            return
         for name, p in self.ports.items():
+            p.startReading()
             address = p.getHost()
             log.info(
                 "Serving {name} on http://{host}:{port}/",

@@ -31,6 +31,8 @@ LARGE_BODY_PREFIXES = (
     b"/api/perform_import",
 )
 LARGE_BODY_LIMIT = 200_000_000
+#: HTTP actions accept 20 MiB bodies, whatever --max-request-bytes says.
+HTTP_ACTION_BODY_LIMIT = 20 * 1024 * 1024
 
 
 class ConvexRequest(Request):
@@ -53,6 +55,8 @@ class ConvexRequest(Request):
         limit = getattr(site, "max_request_bytes", 32 * 1024 * 1024)
         if path.startswith(LARGE_BODY_PREFIXES):
             return max(limit, LARGE_BODY_LIMIT)
+        if path.startswith(b"/http/"):
+            return HTTP_ACTION_BODY_LIMIT
         return limit
 
     def handleContentChunk(self, data: bytes) -> None:

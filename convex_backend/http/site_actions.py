@@ -23,6 +23,7 @@ import base64
 
 import treq
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import GzipDecoder
@@ -205,30 +206,35 @@ class HttpActionResource(Resource):
         return NOT_DONE_YET
 
     def _proxied(self, response, request: IRequest, origin: str):
-        if request._disconnected:
-            return None
-        request.setResponseCode(response.code, response.phrase)
-        skipped = _hop_by_hop(response.headers)
-        decoded = isinstance(getattr(response, "original", response), GzipDecoder)
-        if decoded:
-            skipped.add(b"content-length")  # it was the length of the compressed body
-        for name, values in response.headers.getAllRawHeaders():
-            if name.lower() not in skipped:
-                request.responseHeaders.setRawHeaders(name, values)
-        d = treq.collect(response, request.write)
+        def write(data: bytes) -> None:
+            if request._disconnected:
+                # Raising makes treq drop the origin's connection: stop streaming.
+                raise ConnectionDone("the client went away")
+            request.write(data)
 
-        def done(result):
-            if not request._disconnected:
-                if isinstance(result, Failure):
-                    # Cut off mid-body: the client must not take it as complete.
-                    log.warn("The site proxy's response from {origin} broke off", origin=origin)
-                    request.channel.loseConnection()
-                    return None
-                request.finish()
-            return None
+        if not request._disconnected:
+            request.setResponseCode(response.code, response.phrase)
+            skipped = _hop_by_hop(response.headers)
+            if isinstance(getattr(response, "original", response), GzipDecoder):
+                skipped.add(b"content-length")  # the length of the compressed body
+            for name, values in response.headers.getAllRawHeaders():
+                if name.lower() == b"content-encoding":
+                    # treq's decoder leaves an empty one behind on plain responses.
+                    values = [v for v in values if v.strip()]
+                if name.lower() not in skipped and values:
+                    request.responseHeaders.setRawHeaders(name, values)
 
-        d.addBoth(done)
-        return d
+        def done(result) -> None:
+            if request._disconnected:
+                return
+            if isinstance(result, Failure):
+                # Cut off mid-body: the client must not take it as complete.
+                log.warn("The site proxy's response from {origin} broke off", origin=origin)
+                request.channel.loseConnection()
+                return
+            request.finish()
+
+        return treq.collect(response, write).addBoth(done)
 
     def _proxy_failed(self, failure, request: IRequest, origin: str) -> None:
         if request._disconnected:

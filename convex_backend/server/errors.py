@@ -74,6 +74,8 @@ def _describe(data: Any) -> str:
             return f"{value.value}n"
         if isinstance(value, bytes):
             return "<bytes>"
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            return int(value)  # as JSON.stringify writes it
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -189,13 +189,16 @@ class MutationRecords:
         while True:
 
             def delete_old(tx: Any) -> int:
-                count = 0
-                for row in tx.query(_scan_query(), system=True):
-                    if row["_creationTime"] >= cutoff_ms or count >= PRUNE_BATCH:
+                old = []
+                stream = tx.query(_scan_query(), system=True)
+                for row in stream:
+                    if row["_creationTime"] >= cutoff_ms or len(old) >= PRUNE_BATCH:
                         break
-                    tx.delete(row["_id"], table=TABLE)
-                    count += 1
-                return count
+                    old.append(row["_id"])
+                stream.close()
+                for doc_id in old:
+                    tx.delete(doc_id, table=TABLE)
+                return len(old)
 
             if self.db.store.tables_by_name.get(TABLE) is None:
                 return
@@ -207,7 +210,12 @@ class MutationRecords:
 def _scan_query() -> dict:
     # by_creation_time order, so the oldest rows come first.
     return {
-        "source": {"type": "IndexRange", "indexName": f"{TABLE}.by_creation_time", "range": []},
+        "source": {
+            "type": "IndexRange",
+            "indexName": f"{TABLE}.by_creation_time",
+            "range": [],
+            "order": "asc",
+        },
         "operators": [],
     }
 

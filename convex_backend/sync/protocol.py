@@ -133,9 +133,7 @@ class Event:
     event: Any = None
 
 
-ClientMessage = (
-    Connect | ModifyQuerySet | MutationRequest | ActionRequest | Authenticate | Event
-)
+ClientMessage = Connect | ModifyQuerySet | MutationRequest | ActionRequest | Authenticate | Event
 
 
 def _field(

@@ -153,7 +153,11 @@ class CacheStats:
 
 
 class SubscriptionManager:
-    """The query cache and write-log subscriptions shared by all sync sessions."""
+    """The query cache and write-log subscriptions shared by all sync sessions.
+
+    The caller must :meth:`acquire` every result :meth:`fetch` returns (and
+    release it later); results nobody holds live in a bounded LRU.
+    """
 
     def __init__(
         self,
@@ -277,8 +281,9 @@ class SubscriptionManager:
         return result
 
     def _install(self, result: QueryResult, transient: bool) -> None:
+        # Not idle yet: whoever fetched it acquires it right away, and an
+        # eviction before that would make the fetch useless.
         self._live.add(result)
-        self._idle[result] = None
         if transient:
             # Not shared, and retried after a while: the failure says nothing
             # about the data, so no commit would ever re-run it.
@@ -296,7 +301,6 @@ class SubscriptionManager:
                     self._latest[result.key] = result
                     if previous is not None and previous is not result:
                         self._forget(previous)
-        self._trim_idle()
 
     # -- holders ----------------------------------------------------------------------
 
@@ -313,7 +317,8 @@ class SubscriptionManager:
         result.holders.pop(listener, None)
         if result.holders:
             return
-        if result.stale or result.invalid_ts is not None or self._latest.get(result.key) is not result:
+        current = self._latest.get(result.key) is result
+        if result.stale or result.invalid_ts is not None or not current:
             self._drop(result)
         else:
             self._idle[result] = None

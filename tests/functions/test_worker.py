@@ -289,7 +289,7 @@ class ErrorTests(TestCase):
         self.assertEqual(
             result["error"],
             {
-                "message": "Uncaught ConvexError: ConvexError",
+                "message": 'Uncaught ConvexError: {"code":42,"why":"because"}',
                 "data": to_json(from_python({"code": 42, "why": "because"})),
             },
         )

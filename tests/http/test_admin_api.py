@@ -33,12 +33,12 @@ class AdminAuthTests(ApiTestCase):
                 response, content = await self.request(
                     method, path, body, headers={"Authorization": header}
                 )
-                error = self.assertJsonError(response, content, 403, "BadAdminKey")
+                error = self.assertJsonError(response, content, 401, "BadAdminKey")
                 self.assertNotIn(wrong, error["message"])
             if body is not None:
-                # A wrong key in the body is refused too; a body with no key is a 401.
+                # A wrong key in the body is refused too; a body with no key is MissingAdminKey.
                 response, content = await self.request(method, path, {**body, "adminKey": wrong})
-                self.assertJsonError(response, content, 403, "BadAdminKey")
+                self.assertJsonError(response, content, 401, "BadAdminKey")
                 response, content = await self.request(method, path, data=b"{bad")
                 self.assertJsonError(response, content, 401, "MissingAdminKey")
             response, content = await self.request(method, path, body, admin=True)

@@ -131,7 +131,7 @@ class FunctionRoutesTests(ApiTestCase):
                 "Unauthenticated",
             ),
             ({"body": good, "headers": {"Authorization": "Basic eDp5"}}, 401, "Unauthenticated"),
-            ({"body": good, "headers": {"Authorization": "Convex wrong|00"}}, 403, "BadAdminKey"),
+            ({"body": good, "headers": {"Authorization": "Convex wrong|00"}}, 401, "BadAdminKey"),
         ]
         for kwargs, status, code in cases:
             body = kwargs.pop("body", None)

@@ -12,6 +12,8 @@ from convex_backend.http.root import RootApp
 from tests.helpers import admin_key_for, make_deployment
 
 BASE = "http://convex.test"
+# {"subject": "a", "issuer": "https://i"}, base64
+IDENTITY = "eyJzdWJqZWN0IjogImEiLCAiaXNzdWVyIjogImh0dHBzOi8vaSJ9"
 
 
 class RootRoutesTests(TestCase):
@@ -75,7 +77,7 @@ class RootRoutesTests(TestCase):
         # Clients append ":<base64 identity JSON>" to act as a user.
         response, _ = await self.get(
             "/api/check_admin_key",
-            headers={"authorization": f"Convex {self.key}:eyJzdWJqZWN0IjogImEiLCAiaXNzdWVyIjogImh0dHBzOi8vaSJ9"},
+            headers={"authorization": f"Convex {self.key}:{IDENTITY}"},
         )
         self.assertEqual(response.code, 200)
 

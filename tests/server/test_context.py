@@ -143,7 +143,7 @@ class ErrorTests(SynchronousTestCase):
 
     def test_convex_error_message(self) -> None:
         self.assertEqual(str(ConvexError("msg")), "msg")
-        self.assertEqual(str(ConvexError({"a": 1})), "ConvexError")
+        self.assertEqual(str(ConvexError({"a": 1, "n": Int64(5)})), '{"a":1,"n":"5n"}')
         self.assertEqual(ConvexError({"a": 1}).data, {"a": 1})
 
     def test_ctx_is_dead_after_the_call(self) -> None:
