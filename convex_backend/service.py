@@ -132,8 +132,9 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
     database.setServiceParent(root)
     functions = FunctionsService(deployment, database, reactor, workers=config.workers)
     functions.setServiceParent(root)
+    root_app = RootApp(deployment)
     api_site = ConvexSite(
-        CorsResource(RootApp(deployment).resource()),
+        CorsResource(root_app.resource(), fast=root_app.fast_routes()),
         metrics=deployment.metrics,
         max_request_bytes=config.max_request_bytes,
     )

@@ -520,7 +520,7 @@ class SyncSession:
         target = max(self.hub.database.published_ts, self._sent.ts, self._min_ts)
         fresh: dict[int, tuple[QueryResult, tuple[int, str]]] = {}
         try:
-            while True:
+            while not self.closed:
                 # Every query needs a result valid at `target`; a result from a
                 # new run may be at a later snapshot, which moves `target` and
                 # makes us check all the others again.

@@ -222,8 +222,12 @@ class SubscriptionManager:
         waiters = self._inflight[(key, start_ts)] = []
         try:
             result = await self._run(key, path, args, caller, start_ts)
-        finally:
+        except BaseException:
             del self._inflight[(key, start_ts)]
+            for waiter in waiters:
+                waiter.errback()
+            raise
+        del self._inflight[(key, start_ts)]
         for waiter in waiters:
             waiter.callback(result)
         return result
@@ -326,7 +330,9 @@ class SubscriptionManager:
 
     # -- invalidation -----------------------------------------------------------------
 
-    def _invalidate(self, result: QueryResult, commit_ts: int | None = None, *, stale=False):
+    def _invalidate(
+        self, result: QueryResult, commit_ts: int | None = None, *, stale: bool = False
+    ) -> None:
         if commit_ts is not None and (result.invalid_ts is None or commit_ts < result.invalid_ts):
             result.invalid_ts = commit_ts
         if stale:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
@@ -93,7 +95,7 @@ class VersionTests(SessionTestCase):
     def test_several_messages_in_one_turn_coalesce(self) -> None:
         session, client = self.open()
         for i in range(3):
-            session.receive(__import__("json").dumps(modify(i, add(i, "kv:get", {"key": "a"}))))
+            session.receive(json.dumps(modify(i, add(i, "kv:get", {"key": "a"}))))
         self.h.pump()
         (transition,) = client.transitions()
         self.assertEqual(transition["endVersion"]["querySet"], 3)
@@ -196,7 +198,7 @@ class BadMessageTests(SessionTestCase):
     def check_fatal(self, *messages, text: str | None = None, binary: bool = False) -> dict:
         session, client = self.open()
         for message in messages:
-            session.receive(__import__("json").dumps(message))
+            session.receive(json.dumps(message))
         if text is not None:
             session.receive(text)
         if binary:
@@ -250,9 +252,7 @@ class LimitTests(SessionTestCase):
         gate = self.h.runner.gates["kv:set"] = defer.Deferred()
         session, client = self.open()
         for i in range(3):
-            session.receive(
-                __import__("json").dumps(mutation(i, "kv:set", {"key": "a", "value": 1.0}))
-            )
+            session.receive(json.dumps(mutation(i, "kv:set", {"key": "a", "value": 1.0})))
         # One running, one queued, the third refused at once.
         (refused,) = client.take()
         self.assertEqual((refused["requestId"], refused["success"]), (2, False))
@@ -541,3 +541,39 @@ class UpdateTests(SessionTestCase):
             for m in message["modifications"]:
                 values[m["queryId"]] = m["value"]
         self.assertEqual(values, {0: 1.0, 1: None})
+
+
+class TransientErrorTests(SessionTestCase):
+    def test_internal_failures_are_retried(self) -> None:
+        from convex_backend.functions.runner import FunctionError
+        from convex_backend.sync.subscriptions import RETRY_DELAY
+
+        attempts = []
+
+        def flaky(reads, args, caller):
+            attempts.append(1)
+            if len(attempts) == 1:
+                # A worker crash: no read set, says nothing about the data.
+                raise FunctionError("The worker crashed", code="WorkerCrashed")
+            return "fine"
+
+        async def call(path, args, **kwargs):
+            if path == "kv:flaky":
+                try:
+                    return await original(path, args, **kwargs)
+                except FunctionError as e:
+                    del e.read_set
+                    raise
+            return await original(path, args, **kwargs)
+
+        self.h.runner.define("kv:flaky", "query", flaky)
+        original = self.h.runner.call
+        self.h.runner.call = call
+        session, client = self.open()
+        self.h.feed(session, modify(0, add(0, "kv:flaky")))
+        (failed,) = client.take()[0]["modifications"]
+        self.assertEqual(failed["type"], "QueryFailed")
+        self.h.clock.advance(RETRY_DELAY)
+        self.h.pump()
+        (updated,) = client.take()[0]["modifications"]
+        self.assertEqual(updated["value"], "fine")
