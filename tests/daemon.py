@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from twisted.internet import defer, reactor
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
+
+from tests.processes import OutputCollector
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,22 +27,6 @@ def twistd_command() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
-class _Collector(ProcessProtocol):
-    def __init__(self) -> None:
-        self.stdout = b""
-        self.stderr = b""
-        self.ended: defer.Deferred = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.stdout += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.stderr += data
-
-    def processEnded(self, reason) -> None:
-        self.ended.callback(reason.value.exitCode)
-
-
 class Daemon:
     """One ``twistd -n convex`` process; ``api_url``/``site_url`` once started."""
 
@@ -49,7 +34,7 @@ class Daemon:
         self.data_dir = os.path.abspath(data_dir)
         self.args = list(args)
         self.env = env or {}
-        self.protocol = _Collector()
+        self.protocol = OutputCollector()
         self.exit_code: int | None = None
         self.api_url = ""
         self.site_url = ""
@@ -81,7 +66,7 @@ class Daemon:
 
     @property
     def output(self) -> str:
-        return (self.protocol.stdout + self.protocol.stderr).decode("utf-8", "replace")
+        return (self.protocol.out + self.protocol.err).decode("utf-8", "replace")
 
     async def start(self, timeout: float = 20.0) -> Daemon:
         """Spawn and wait until both ports are listening (ports may be 0)."""

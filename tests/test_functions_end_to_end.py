@@ -8,33 +8,15 @@ import sys
 from pathlib import Path
 
 import treq
-from twisted.internet import defer, reactor
-from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
 from tests.daemon import REPO, Daemon
+from tests.processes import run_process
 
 CHAT = REPO / "examples" / "chat" / "convex"
 
 
-class _Cli(ProcessProtocol):
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.ended: defer.Deferred = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason) -> None:
-        self.ended.callback(reason.value.exitCode)
-
-
 async def cli(daemon: Daemon, *argv: str) -> tuple[int, str, str]:
-    protocol = _Cli()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(REPO),
@@ -42,9 +24,7 @@ async def cli(daemon: Daemon, *argv: str) -> tuple[int, str, str]:
         "CONVEX_SELF_HOSTED_ADMIN_KEY": daemon.admin_key,
     }
     args = [sys.executable, "-m", "convex_backend.cli", *argv]
-    reactor.spawnProcess(protocol, sys.executable, args, env=env, path=str(REPO))
-    code = await protocol.ended
-    return code, protocol.out.decode(), protocol.err.decode()
+    return await run_process(args, env=env, cwd=REPO)
 
 
 class ChatAppTests(TestCase):

@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor, threads
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet import threads
 
 from tests.daemon import REPO, Daemon
+from tests.processes import run_process
 
 CLIENTS = Path(__file__).resolve().parent
 APP = CLIENTS / "app"
@@ -39,47 +39,6 @@ _STAMP = ".convex-backend-install-stamp"
 
 class FixtureError(AssertionError):
     """A fixture could not be set up; the message carries the evidence."""
-
-
-class _Collect(ProcessProtocol):
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.ended: defer.Deferred = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason) -> None:
-        self.ended.callback(reason.value.exitCode)
-
-
-async def run_process(
-    argv: list[str], *, env: dict[str, str], cwd: Path, timeout: float
-) -> tuple[int | None, str, str]:
-    """Run a subprocess without blocking the reactor; SIGKILL it after ``timeout``."""
-    protocol = _Collect()
-    process = reactor.spawnProcess(protocol, argv[0], argv, env=env, path=str(cwd))
-    timed_out = []
-
-    def kill() -> None:
-        timed_out.append(True)
-        try:
-            process.signalProcess("KILL")
-        except Exception:
-            pass
-
-    timer = reactor.callLater(timeout, kill)
-    code = await protocol.ended
-    if timer.active():
-        timer.cancel()
-    out, err = protocol.out.decode("utf-8", "replace"), protocol.err.decode("utf-8", "replace")
-    if timed_out:
-        err += f"\n[killed after {timeout} s]"
-    return code, out, err
 
 
 # -- Node.js and the npm package ------------------------------------------------------

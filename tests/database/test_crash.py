@@ -8,31 +8,17 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from twisted.internet import defer, reactor
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.database.fixtures import open_database, scan
+from tests.processes import OutputCollector
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class _Writer(ProcessProtocol):
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.ended: defer.Deferred = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason) -> None:
-        self.ended.callback(reason.value)
-
+class _Writer(OutputCollector):
     def acks(self) -> set[int]:
         # A line cut off by the kill has no newline yet: only whole lines count.
         lines = self.out.decode().split("\n")[:-1]
