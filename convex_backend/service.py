@@ -42,6 +42,7 @@ from convex_backend.http.service import HttpService
 from convex_backend.http.site import ConvexSite
 from convex_backend.http.site_actions import HTTP_ACTION_MAX_REQUEST_BYTES, SiteApp
 from convex_backend.logs import make_observer
+from convex_backend.sync import make_sync_resource
 
 log = Logger(namespace="convex")
 
@@ -134,7 +135,11 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
     functions.setServiceParent(root)
     root_app = RootApp(deployment)
     api_site = ConvexSite(
-        CorsResource(root_app.resource(), fast=root_app.fast_routes()),
+        CorsResource(
+            root_app.resource(),
+            fast=root_app.fast_routes(),
+            sync=make_sync_resource(deployment, reactor),
+        ),
         metrics=deployment.metrics,
         max_request_bytes=config.max_request_bytes,
     )

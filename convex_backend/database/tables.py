@@ -26,6 +26,7 @@ SYSTEM_TABLES: dict[str, int] = {
     "_environment_variables": 4,
     "_deployment": 5,
     "_cron_jobs": 6,
+    "_session_requests": 7,
 }
 USER_VISIBLE_SYSTEM_TABLES = frozenset({"_scheduled_functions", "_storage"})
 

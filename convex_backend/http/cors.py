@@ -6,6 +6,8 @@ the request's ``Origin`` and requested headers and allows credentials.
 
 from __future__ import annotations
 
+import re
+
 from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -26,12 +28,19 @@ class CorsResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, wrapped: IResource, fast: dict | None = None) -> None:
+    def __init__(
+        self, wrapped: IResource, fast: dict | None = None, sync: IResource | None = None
+    ) -> None:
         super().__init__()
         self._wrapped = wrapped
         self._fast = fast or {}
+        self._sync = sync
 
     def render(self, request: IRequest):
+        if self._sync is not None and _is_sync_path(request.path):
+            # The WebSocket upgrade needs no CORS; any Origin is accepted.
+            request.route = "/api/sync"
+            return self._sync.render(request)
         if request.path.startswith(b"/api/"):
             origin = request.getHeader(b"origin")
             if origin:
@@ -51,6 +60,14 @@ class CorsResource(Resource):
             if handler is not None:
                 return render_handler(request, handler)
         return self._wrapped.render(request)
+
+
+_SYNC = re.compile(rb"^/api/(?:[0-9A-Za-z.+-]{1,40}/)?sync$")
+
+
+def _is_sync_path(path: bytes) -> bool:
+    """``/api/sync`` (Python and Rust clients) or ``/api/<client version>/sync`` (npm)."""
+    return path.endswith(b"/sync") and _SYNC.match(path) is not None
 
 
 def render_handler(request: IRequest, handler):

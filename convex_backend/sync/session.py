@@ -40,6 +40,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from convex_backend.auth.identity import IdentityError, normalize_identity
 from convex_backend.functions.runner import Caller, FunctionError, canonicalize_path
 from convex_backend.sync import protocol as p
 from convex_backend.sync.hub import SyncHub
@@ -357,7 +358,15 @@ class SyncSession:
             if keys is None or not keys.is_valid(message.value):
                 self._auth_error("The provided admin key is invalid for this deployment")
                 return
-            caller = Caller("admin", message.impersonating)
+            identity = None
+            if message.impersonating is not None:
+                # The same identity shape as over HTTP (``tokenIdentifier`` added).
+                try:
+                    identity = normalize_identity(message.impersonating)
+                except IdentityError as e:
+                    self._auth_error(f"Invalid identity to act as: {e}")
+                    return
+            caller = Caller("admin", identity)
         else:
             self._auth_error(
                 "Authentication with user tokens (JWT) is not supported by this backend yet: "

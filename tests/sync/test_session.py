@@ -136,7 +136,10 @@ class AuthTests(SessionTestCase):
         self.assertEqual(first["modifications"][0]["value"], None)
         self.assertEqual(second["startVersion"]["identity"], 0)
         self.assertEqual(second["endVersion"]["identity"], 1)
-        self.assertEqual(second["modifications"][0]["value"], identity)
+        self.assertEqual(
+            second["modifications"][0]["value"],
+            {**identity, "tokenIdentifier": "https://iss|u1"},
+        )
         self.assertEqual(third["endVersion"]["identity"], 2)
         self.assertEqual(third["modifications"][0]["value"], None)
         self.assertIsNone(session.identity)
@@ -150,13 +153,29 @@ class AuthTests(SessionTestCase):
                 "baseVersion": 0,
                 "tokenType": "Admin",
                 "value": ADMIN_KEY,
-                "actingAs": {"subject": "x"},
+                "actingAs": {"tokenIdentifier": "t|x"},
             },
         )
         (transition,) = client.take()
         self.assertEqual(transition["modifications"], [])
         self.assertEqual(transition["endVersion"]["identity"], 1)
-        self.assertEqual(session.identity, {"subject": "x"})
+        self.assertEqual(session.identity, {"tokenIdentifier": "t|x"})
+
+    def test_invalid_identity(self) -> None:
+        session, client = self.open()
+        self.h.feed(
+            session,
+            {
+                "type": "Authenticate",
+                "baseVersion": 0,
+                "tokenType": "Admin",
+                "value": ADMIN_KEY,
+                "impersonating": {"name": "no subject"},
+            },
+        )
+        (error,) = client.take()
+        self.assertEqual(error["type"], "AuthError")
+        self.assertIn("subject", error["error"])
 
     def test_bad_admin_key(self) -> None:
         session, client = self.open()
@@ -503,12 +522,12 @@ class UpdateTests(SessionTestCase):
                 "baseVersion": 0,
                 "tokenType": "Admin",
                 "value": ADMIN_KEY,
-                "actingAs": {"subject": "s"},
+                "actingAs": {"tokenIdentifier": "s"},
             },
         )
         self.h.feed(two, modify(0, add(0, "kv:whoami")))
         self.assertEqual(
-            two_client.transitions()[-1]["modifications"][0]["value"], {"subject": "s"}
+            two_client.transitions()[-1]["modifications"][0]["value"], {"tokenIdentifier": "s"}
         )
         self.assertEqual(len(self.h.runner.calls), 2)
 
