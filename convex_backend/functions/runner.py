@@ -240,22 +240,7 @@ class FunctionRunner:
         info = self.lookup(path, caller, "query")
         self.check_args(info, args)
         request_id = request_id or os.urandom(16).hex()
-        tx = self.db.begin_at(ts)
-        try:
-            handler = TransactionSyscalls(self, tx, caller, read_only=True)
-            try:
-                value, log_lines = await self._invoke(
-                    "udf", self._request(info, args, caller, request_id, tx), handler
-                )
-                self.check_returns(info, value, log_lines)
-            except FunctionError as e:
-                # What the failing query saw: its error only changes when that data does.
-                e.ts = tx.begin_ts
-                e.read_set = tx.finish_reads()
-                raise
-            return CallResult(value, log_lines, tx.begin_ts, tx.finish_reads())
-        finally:
-            tx.close()
+        return await self._run_query(info, args, caller, request_id, self.db.begin_at(ts))
 
     async def call_http(self, request_json: dict, *, caller: Caller | None = None) -> dict:
         """Serve one HTTP action request through the deployment's ``http.py`` router.
@@ -332,8 +317,10 @@ class FunctionRunner:
             raise FunctionError(f"The function returned an invalid value: {e}", log_lines=log_lines)
         return value, log_lines
 
-    async def _run_query(self, info, args, caller, request_id) -> CallResult:
-        tx = self.db.begin()
+    async def _run_query(self, info, args, caller, request_id, tx=None) -> CallResult:
+        """Run a query at ``tx``'s snapshot (a new one at the latest ts by default)."""
+        if tx is None:
+            tx = self.db.begin()
         try:
             handler = TransactionSyscalls(self, tx, caller, read_only=True)
             try:

@@ -79,3 +79,26 @@ class Handler:
                 return None
             raise HostSyscallError(f"Unknown async operation {op}")
         return method(args)
+
+
+async def deploy_app(testcase, db, modules: dict[str, str], *, workers: int = 2):
+    """A runner with real worker pools, with ``modules`` (path -> source) deployed.
+
+    Returns ``(runner, pools, deployer)``; the pools stop when the test ends.
+    """
+    from convex_backend.functions.modules import Deployer
+    from convex_backend.functions.runner import FunctionRunner
+
+    pools: dict = {}
+    runner = FunctionRunner(db, pools, reactor)
+    data = Path(testcase.mktemp()).absolute()
+    data.mkdir()
+    deployer = Deployer(db, runner, pools, data)
+    empty = deployer.load_current()
+    for name in ("udf", "action"):
+        pool = WorkerPool(reactor, str(empty), size=workers)
+        pool.startService()
+        testcase.addCleanup(pool.stopService)
+        pools[name] = pool
+    await deployer.deploy([{"path": path, "source": source} for path, source in modules.items()])
+    return runner, pools, deployer

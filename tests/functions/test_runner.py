@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from convex_backend.functions.modules import Deployer
-from convex_backend.functions.pool import WorkerPool
-from convex_backend.functions.runner import Caller, FunctionError, FunctionRunner
+from convex_backend.functions.runner import Caller, FunctionError
 from tests.database.fixtures import open_database
+from tests.functions.fixtures import deploy_app
 from tests.functions.runner_app import COUNTERS, NOTES, SCHEMA
 
 ADMIN = Caller("admin")
@@ -21,23 +18,10 @@ class RunnerTests(TestCase):
 
     async def setUp(self) -> None:
         self.db = await open_database(self)
-        self.pools: dict = {}
-        self.runner = FunctionRunner(self.db, self.pools, reactor)
-        data = Path(self.mktemp()).absolute()
-        data.mkdir()
-        deployer = Deployer(self.db, self.runner, self.pools, data)
-        empty = deployer.load_current()
-        for name in ("udf", "action"):
-            pool = WorkerPool(reactor, str(empty), size=2)
-            pool.startService()
-            self.addCleanup(pool.stopService)
-            self.pools[name] = pool
-        await deployer.deploy(
-            [
-                {"path": "schema.py", "source": SCHEMA},
-                {"path": "notes.py", "source": NOTES},
-                {"path": "counters.py", "source": COUNTERS},
-            ]
+        self.runner, self.pools, _deployer = await deploy_app(
+            self,
+            self.db,
+            {"schema.py": SCHEMA, "notes.py": NOTES, "counters.py": COUNTERS},
         )
 
     async def call(self, path: str, args: dict | None = None, caller=ADMIN):

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from convex_backend.auth.admin_key import AdminKeyChecker
-from convex_backend.functions.modules import Deployer
-from convex_backend.functions.pool import WorkerPool
-from convex_backend.functions.runner import FunctionRunner
 from convex_backend.metrics import Metrics
 from convex_backend.sync.hub import SyncHub, SyncLimits
 from convex_backend.sync.idempotency import TABLE, MutationRecords
 from convex_backend.sync.protocol import decode_u64
 from convex_backend.sync.session import SyncSession
 from tests.database.fixtures import open_database, reopen, scan
+from tests.functions.fixtures import deploy_app
 from tests.sync.app import MESSAGES, SCHEMA
 from tests.sync.fakes import ADMIN_KEY, Client
 
@@ -53,22 +50,8 @@ class IntegrationTests(TestCase):
 
     async def setUp(self) -> None:
         self.db = await open_database(self)
-        self.pools: dict = {}
-        self.runner = FunctionRunner(self.db, self.pools, reactor)
-        data = Path(self.mktemp()).absolute()
-        data.mkdir()
-        deployer = Deployer(self.db, self.runner, self.pools, data)
-        empty = deployer.load_current()
-        for name in ("udf", "action"):
-            pool = WorkerPool(reactor, str(empty), size=2)
-            pool.startService()
-            self.addCleanup(pool.stopService)
-            self.pools[name] = pool
-        await deployer.deploy(
-            [
-                {"path": "schema.py", "source": SCHEMA},
-                {"path": "messages.py", "source": MESSAGES},
-            ]
+        self.runner, self.pools, _deployer = await deploy_app(
+            self, self.db, {"schema.py": SCHEMA, "messages.py": MESSAGES}
         )
         self.deployment = SimpleNamespace(
             database=self.db,
