@@ -117,6 +117,8 @@ class Database:
         self._pending_globals: dict[str, Any] = {}
         self._metadata_waiters: list[defer.Deferred] = []
         self.loaded = False
+        #: How long old versions stay readable after they are replaced.
+        self.history_ns = 10 * 10**9
         self.stats = Counter()
 
     # -- startup ---------------------------------------------------------------
@@ -273,7 +275,11 @@ class Database:
             self._snapshots[ts] = count
 
     def _horizon(self) -> int:
-        return min(self._snapshots, default=self.published_ts)
+        """Versions at or below this may be pruned: no open snapshot needs them, and
+        they are older than :attr:`history_ns` (kept for reads at a recent ts,
+        such as ``query_at_ts``)."""
+        oldest_open = min(self._snapshots, default=self.published_ts)
+        return min(oldest_open, self.published_ts, self.clock_ns() - self.history_ns)
 
     def commit(self, tx) -> defer.Deferred:
         """Commit ``tx``; fires with its commit timestamp once durable."""

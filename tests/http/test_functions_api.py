@@ -225,7 +225,12 @@ class FunctionRoutesTests(ApiTestCase):
         )
         self.assertEqual(latest["value"], 1.0)
         held.close()
-        # Once nothing holds it and the store moves on, the old snapshot is gone.
+        # Recent history stays readable for a while (history_ns) even when no
+        # snapshot holds it; with no history kept, the old snapshot is gone as
+        # soon as nothing holds it and the store moves on.
+        code, recent = await self.json("POST", "/api/query_at_ts", at)
+        self.assertEqual(recent["value"], 0.0)
+        self.db.history_ns = 0
         await self.json(
             "POST", "/api/mutation", {"path": "notes:add", "args": {"owner": "a", "n": 2}}
         )

@@ -1,0 +1,562 @@
+"""Benchmark of the WebSocket sync protocol: fan-out latency and idle-session memory.
+
+    python -m bench.sync [--subscribers 1,100,1000] [--rounds 20] [--idle 5000]
+                         [--groups 1] [--workers 2] [--py-spy DIR]
+
+Starts the real daemon (``twistd -n convex``) on a temporary data dir and deploys
+``counter:get`` (a query reading the one document of ``counters``) and
+``counter:put`` (a mutation setting its ``n``). Load comes from
+:mod:`bench.sync_load`: protocol-faithful autobahn clients in separate processes
+(Connect, ModifyQuerySet Add, then only consuming Transitions).
+
+Fan-out, for each N: N subscribers of ``counter:get`` wait for their first value;
+then, R times, a writer connection (in this process) sends ``Mutation
+counter:put`` with a new value and every subscriber timestamps the Transition
+carrying it. Per subscriber and round, the latency is measured
+
+* from the writer's **MutationResponse** (the commit is durable by then; a
+  subscriber may be told before the writer is, which gives negative samples), and
+* from the writer **sending** the Mutation (an upper bound on commit → update).
+
+Idle memory: on a fresh daemon, S sessions connect (Connect only), then each
+adds one subscription to the same query; the daemon's RSS (VmRSS, its own
+process; the function workers are listed apart, they do not grow with sessions)
+is read before, after connecting and after subscribing, with the daemon's CPU use
+while idle.
+
+The load generator shares the machine's cores with the daemon, so the figures
+include its time. Targets (issue 6, on 2 cores): p99 fan-out to 1,000 subscribers
+within 250 ms; 5,000 idle sessions within 500 MiB RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.sync_load import SyncClient, close_clients, connect_clients
+
+REPO = Path(__file__).resolve().parent.parent
+
+MODULE = """
+from convex_backend.server import mutation, query, v
+
+@query(args={})
+def get(ctx, args):
+    doc = ctx.db.query("counters").first()
+    return None if doc is None else doc["n"]
+
+@mutation(args={"n": v.number()})
+def put(ctx, args):
+    doc = ctx.db.query("counters").first()
+    if doc is None:
+        ctx.db.insert("counters", {"n": args["n"]})
+    else:
+        ctx.db.patch(doc["_id"], {"n": args["n"]})
+    return args["n"]
+"""
+
+QUERY = "counter:get"
+MUTATION = "counter:put"
+PAGE = 4096
+TARGET_P99_MS = 250.0
+TARGET_IDLE_MIB = 500.0
+
+
+class BenchError(Exception):
+    """A step failed; the message says which."""
+
+
+# -- the daemon ----------------------------------------------------------------------------
+
+
+def raise_fd_limit(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def post(url: str, body: dict, key: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Convex {key}"
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The ppid is the 2nd field after the parenthesised command name.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the ")".
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Daemon:
+    """``twistd -n convex`` on a temporary data dir, with its URL and admin key."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.directory = tempfile.mkdtemp(prefix="bench-sync-")
+        self.log_path = Path(self.directory) / "daemon.log"
+        self.process: subprocess.Popen | None = None
+        self.url = self.key = ""
+        self.worker_pids: list[int] = []
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/api/1.48.0/sync"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def start(self) -> None:
+        log = open(self.log_path, "w")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        # The raised RLIMIT_NOFILE of this process is inherited by the daemon.
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "-n",
+                "--pidfile=",
+                "convex",
+                "--port",
+                "0",
+                "--site-port",
+                "0",
+                "--host",
+                "127.0.0.1",
+                "--data-dir",
+                self.directory,
+                "--workers",
+                str(self.workers),
+                "--log-level",
+                "info",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.directory,
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            text = self.log_path.read_text()
+            api = re.search(r"Serving api on (http://\S+?)/", text)
+            found = re.search(r"Admin key: (\S+)", text)
+            if api and found:
+                self.url, self.key = api.group(1), found.group(1)
+                break
+            if self.process.poll() is not None:
+                break
+        else:
+            raise BenchError("the daemon did not start within 60 s:\n" + self.log_tail())
+        if not self.url:
+            raise BenchError("the daemon exited while starting:\n" + self.log_tail())
+        post(self.url + "/api/deploy", {"modules": [{"path": "counter.py", "source": MODULE}]}, self.key)
+        post(self.url + "/api/mutation", {"path": MUTATION, "args": {"n": 0}})
+        self.worker_pids = children_of(self.pid)
+
+    def memory(self) -> tuple[float, list[float]]:
+        """(daemon RSS, [RSS of each worker]) in MiB."""
+        return rss_mib(self.pid), [rss_mib(pid) for pid in children_of(self.pid)]
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        workers = set(self.worker_pids) | set(children_of(self.pid))
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print("the daemon did not stop within 30 s of SIGTERM: killing it", file=sys.stderr)
+                self.process.kill()
+                self.process.wait()
+        deadline = time.monotonic() + 10
+        for pid in workers:
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.process = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+# -- subscriber groups (bench.sync_load processes) --------------------------------------
+
+
+class GroupProcess:
+    """One ``python -m bench.sync_load`` process and its JSON-lines events."""
+
+    def __init__(self, process: asyncio.subprocess.Process, count: int) -> None:
+        self.process = process
+        self.count = count
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def start(cls, url: str, count: int, subscribe: bool, timeout: float) -> GroupProcess:
+        command = [sys.executable, "-m", "bench.sync_load", "--url", url, "--count", str(count)]
+        command += ["--path", QUERY, "--timeout", str(timeout)]
+        if not subscribe:
+            command.append("--no-subscribe")
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=str(REPO),
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            limit=64 * 1024 * 1024,
+        )
+        return cls(process, count)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while True:
+            line = await self.process.stdout.readline()
+            if not line:
+                await self.events.put({"event": "exit", "code": await self.process.wait()})
+                return
+            await self.events.put(json.loads(line))
+
+    async def expect(self, kind: str, timeout: float, what: str) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                event = await asyncio.wait_for(self.events.get(), max(left, 0.001))
+            except asyncio.TimeoutError:
+                raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+            if event["event"] == kind:
+                return event
+            if event["event"] in ("error", "exit"):
+                raise BenchError(f"a load generator failed while waiting for {what}: {event}")
+
+    def send(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command.encode() + b"\n")
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            try:
+                self.send("quit")
+                await asyncio.wait_for(self.process.wait(), 10)
+            except (asyncio.TimeoutError, BrokenPipeError, ConnectionResetError):
+                self.process.kill()
+                await self.process.wait()
+        self.reader.cancel()
+
+
+def split(total: int, parts: int) -> list[int]:
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def start_groups(
+    url: str, total: int, groups: int, subscribe: bool, timeout: float
+) -> tuple[list[GroupProcess], float]:
+    started = time.monotonic()
+    procs = [await GroupProcess.start(url, n, subscribe, timeout) for n in split(total, groups)]
+    try:
+        what = f"{total} sessions to connect" + (" and get their first value" if subscribe else "")
+        for group in procs:
+            await group.expect("ready", timeout, what)
+    except BaseException:
+        await asyncio.gather(*(group.stop() for group in procs))
+        raise
+    return procs, time.monotonic() - started
+
+
+# -- figures --------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summary(samples: list[float]) -> str:
+    ms = [s * 1000 for s in samples]
+    return (
+        f"p50 {percentile(ms, 0.5):7.1f} ms  p99 {percentile(ms, 0.99):7.1f} ms  "
+        f"max {max(ms):7.1f} ms"
+    )
+
+
+# -- the benchmarks ---------------------------------------------------------------------
+
+
+async def fan_out(
+    daemon: Daemon,
+    writer: SyncClient,
+    n: int,
+    rounds: int,
+    warmup: int,
+    groups: int,
+    timeout: float,
+    next_value: list[int],
+    py_spy: str | None,
+) -> dict[str, Any]:
+    procs, connect_seconds = await start_groups(daemon.ws_url, n, groups, True, timeout)
+    spy = None
+    try:
+        if py_spy:
+            Path(py_spy).mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(daemon.pid), "--rate", "200", "--nonblocking"]
+                + ["--format", "speedscope", "-o", str(Path(py_spy) / f"fanout-{n}.json")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            await asyncio.sleep(1.0)
+        cpu_before = cpu_seconds(daemon.pid)
+        wall_before = time.monotonic()
+        marks: dict[float, tuple[float, float]] = {}
+        for r in range(warmup + rounds):
+            value = next_value[0]
+            next_value[0] += 1
+            sent, response = writer.mutation(MUTATION, {"n": value})
+            try:
+                message, received = await asyncio.wait_for(response, timeout)
+            except asyncio.TimeoutError:
+                raise BenchError(f"no MutationResponse within {timeout:.0f} s (N={n})")
+            if not message["success"]:
+                raise BenchError(f"the mutation failed: {message}")
+            for group in procs:
+                event = await group.expect("got", timeout, f"all {n} subscribers to get {value}")
+                if event["value"] != value:
+                    raise BenchError(f"expected value {value}, subscribers got {event['value']}")
+            if r >= warmup:
+                marks[float(value)] = (sent, received)
+            # Let the writer's own Transition and the sockets settle between rounds.
+            await asyncio.sleep(0.05)
+        cpu = cpu_seconds(daemon.pid) - cpu_before
+        wall = time.monotonic() - wall_before
+        for group in procs:
+            group.send("report")
+        reports = [await group.expect("report", timeout, "the latency report") for group in procs]
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+        await asyncio.gather(*(group.stop() for group in procs))
+    from_send: list[float] = []
+    from_response: list[float] = []
+    for report in reports:
+        for key, times in report["times"].items():
+            value = json.loads(key)
+            if isinstance(value, (int, float)) and float(value) in marks:
+                sent, received = marks[float(value)]
+                from_send += [t - sent for t in times]
+                from_response += [t - received for t in times]
+    expected = n * rounds
+    if len(from_send) != expected:
+        raise BenchError(f"expected {expected} samples for N={n}, got {len(from_send)}")
+    return {
+        "n": n,
+        "connect_seconds": connect_seconds,
+        "from_send": from_send,
+        "from_response": from_response,
+        "cpu_per_round": cpu / (warmup + rounds),
+        "wall": wall,
+    }
+
+
+async def settle(daemon: Daemon, seconds: float) -> tuple[float, float]:
+    """Wait, then (daemon RSS in MiB, daemon CPU share while waiting)."""
+    cpu = cpu_seconds(daemon.pid)
+    await asyncio.sleep(seconds)
+    return rss_mib(daemon.pid), (cpu_seconds(daemon.pid) - cpu) / seconds
+
+
+async def idle_memory(daemon: Daemon, sessions: int, groups: int, timeout: float) -> list[str]:
+    lines = []
+    await asyncio.sleep(2.0)
+    rss, workers = daemon.memory()
+    workers_text = ", ".join(f"{w:.0f}" for w in workers)
+    lines.append(f"  daemon RSS before any session:          {rss:7.1f} MiB")
+    lines.append(f"  function workers (each, not counted):   {workers_text} MiB")
+    procs, seconds = await start_groups(daemon.ws_url, sessions, groups, False, timeout)
+    try:
+        lines.append(f"  {sessions} sessions connected (Connect sent) in {seconds:.1f} s")
+        rss_connected, cpu = await settle(daemon, 10.0)
+        lines.append(
+            f"  daemon RSS, {sessions} sessions, no subscriptions: {rss_connected:7.1f} MiB"
+            f"  (+{(rss_connected - rss) * 1024 / sessions:.1f} KiB/session;"
+            f" idle CPU {cpu * 100:.0f}%)"
+        )
+        started = time.monotonic()
+        for group in procs:
+            group.send("subscribe")
+        for group in procs:
+            await group.expect("ready", timeout, f"{sessions} sessions to get their first value")
+        lines.append(
+            f"  {sessions} sessions subscribed to {QUERY} in {time.monotonic() - started:.1f} s"
+        )
+        rss_subscribed, cpu = await settle(daemon, 10.0)
+        lines.append(
+            f"  daemon RSS, {sessions} sessions, 1 subscription each: {rss_subscribed:7.1f} MiB"
+            f"  (+{(rss_subscribed - rss) * 1024 / sessions:.1f} KiB/session;"
+            f" idle CPU {cpu * 100:.0f}%)"
+        )
+        verdict = "met" if rss_subscribed <= TARGET_IDLE_MIB else "MISSED"
+        lines.append(f"  target {TARGET_IDLE_MIB:.0f} MiB for {sessions} idle sessions: {verdict}")
+    finally:
+        await asyncio.gather(*(group.stop() for group in procs))
+    return lines
+
+
+async def run(args: argparse.Namespace) -> None:
+    counts = [int(n) for n in args.subscribers.split(",") if n.strip()]
+    limit = raise_fd_limit(max(counts + [args.idle]) * 2 + 1024)
+    print(
+        f"sync bench: {os.cpu_count()} CPUs shared by the daemon ({args.workers} function workers),"
+        f" {args.groups} load generator process(es) and the writer; RLIMIT_NOFILE {limit}",
+        flush=True,
+    )
+    if counts:
+        print(
+            f"\nFan-out: one mutation ({MUTATION}) per round, {args.rounds} rounds after"
+            f" {args.warmup} warm-up; latency per subscriber and round until it receives the"
+            f" Transition with the new value of {QUERY}",
+            flush=True,
+        )
+        daemon = Daemon(args.workers)
+        try:
+            daemon.start()
+            writer = (await connect_clients(daemon.ws_url, 1, timeout=args.timeout))[0]
+            next_value = [1]
+            results = []
+            for n in counts:
+                result = await fan_out(
+                    daemon,
+                    writer,
+                    n,
+                    args.rounds,
+                    args.warmup,
+                    args.groups,
+                    args.timeout,
+                    next_value,
+                    args.py_spy,
+                )
+                results.append(result)
+                print(
+                    f"  N={n:<5} from MutationResponse: {summary(result['from_response'])}\n"
+                    f"  {'':7} from send:             {summary(result['from_send'])}\n"
+                    f"  {'':7} ({n} subscribed in {result['connect_seconds']:.1f} s;"
+                    f" daemon CPU {result['cpu_per_round'] * 1000:.0f} ms per round)",
+                    flush=True,
+                )
+            close_clients([writer])
+            try:
+                await asyncio.wait_for(asyncio.shield(writer.closed), 5)
+            except asyncio.TimeoutError:
+                pass
+            for result in results:
+                if result["n"] == 1000:
+                    p99 = percentile(result["from_send"], 0.99) * 1000
+                    verdict = "met" if p99 <= TARGET_P99_MS else "MISSED"
+                    print(
+                        f"  target p99 {TARGET_P99_MS:.0f} ms for 1,000 subscribers (from send):"
+                        f" {verdict} ({p99:.1f} ms)"
+                    )
+        finally:
+            daemon.stop()
+    if args.idle:
+        print(f"\nIdle memory ({args.idle} sessions, fresh daemon):", flush=True)
+        daemon = Daemon(args.workers)
+        try:
+            daemon.start()
+            for line in await idle_memory(daemon, args.idle, args.groups, args.timeout):
+                print(line, flush=True)
+        finally:
+            daemon.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", default="1,100,1000", help="comma-separated N")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2, help="rounds not counted")
+    parser.add_argument("--idle", type=int, default=5000, help="idle sessions (0: skip)")
+    parser.add_argument("--groups", type=int, default=1, help="load generator processes")
+    parser.add_argument("--workers", type=int, default=2, help="daemon function workers")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds for any one step")
+    parser.add_argument("--py-spy", metavar="DIR", help="record the daemon with py-spy per N")
+    args = parser.parse_args()
+    if args.py_spy and shutil.which("py-spy") is None:
+        raise SystemExit("--py-spy needs py-spy: pip install py-spy")
+    try:
+        asyncio.run(run(args))
+    except BenchError as e:
+        raise SystemExit(f"bench.sync failed: {e}")
+
+
+if __name__ == "__main__":
+    main()
