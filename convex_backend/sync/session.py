@@ -100,6 +100,7 @@ class QueryState:
         "result",
         "result_tag",
         "sent",
+        "_args_json",
     )
 
     def __init__(self, query_id: int, path: str, args: dict, journal: str | None) -> None:
@@ -116,6 +117,8 @@ class QueryState:
         self.result_tag: tuple[int, str] | None = None
         #: Fingerprint of what the client was last sent for this query.
         self.sent: str | None = None
+        #: (end_cursor, inject) -> canonical JSON of effective_args(), memoized.
+        self._args_json: tuple[tuple, str] | None = None
 
     def effective_args(self) -> dict:
         """The args to run with: a paginated query's page ends at its journaled cursor."""
@@ -127,8 +130,16 @@ class QueryState:
             return self.args
         return {**self.args, field: {**opts, "endCursor": self.end_cursor}}
 
+    def args_json(self) -> str:
+        """Canonical JSON of :meth:`effective_args`, recomputed only when they change."""
+        state = (self.end_cursor, self.inject)
+        cached = self._args_json
+        if cached is None or cached[0] != state:
+            cached = self._args_json = (state, args_key(self.effective_args()))
+        return cached[1]
+
     def tag(self, generation: int) -> tuple[int, str]:
-        return generation, args_key(self.effective_args())
+        return generation, self.args_json()
 
     def modification(self) -> dict | None:
         """The QueryUpdated/QueryFailed to send, or None if the client has it already."""
@@ -550,7 +561,13 @@ class SyncSession:
                 results = await defer.gatherResults(
                     [
                         defer.ensureDeferred(
-                            manager.fetch(query.path, query.effective_args(), caller, target)
+                            manager.fetch(
+                                query.path,
+                                query.effective_args(),
+                                caller,
+                                target,
+                                query.args_json(),
+                            )
                         )
                         for query, _tag in stale
                     ],

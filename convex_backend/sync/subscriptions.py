@@ -128,8 +128,13 @@ def args_key(args: Any) -> str:
 
 
 def identity_key(caller: Caller) -> tuple[str, str]:
-    identity = json.dumps(caller.identity, sort_keys=True, separators=(",", ":"), default=str)
-    return caller.kind, identity
+    # Memoized on the caller: a session keeps one Caller per identity, and this
+    # runs for every query of every session on every update.
+    cached = caller.__dict__.get("_identity_key")
+    if cached is None:
+        identity = json.dumps(caller.identity, sort_keys=True, separators=(",", ":"), default=str)
+        cached = caller.__dict__["_identity_key"] = (caller.kind, identity)
+    return cached
 
 
 class CacheStats:
@@ -187,11 +192,13 @@ class SubscriptionManager:
 
     # -- lookup and runs ------------------------------------------------------------
 
-    def key(self, path: str, args: dict, caller: Caller) -> Key:
+    def key(self, path: str, args: dict, caller: Caller, args_json: str | None = None) -> Key:
         kind, identity = identity_key(caller)
-        return (canonicalize_path(path), args_key(args), kind, identity)
+        return (canonicalize_path(path), args_json or args_key(args), kind, identity)
 
-    async def fetch(self, path: str, args: dict, caller: Caller, at_ts: int) -> QueryResult:
+    async def fetch(
+        self, path: str, args: dict, caller: Caller, at_ts: int, args_json: str | None = None
+    ) -> QueryResult:
         """A result of the query that is valid at ``at_ts`` if one is cached, else a new run.
 
         A new run reads the latest snapshot, so its ``ts`` may be later than
@@ -200,7 +207,7 @@ class SubscriptionManager:
         """
         self.check_deploy()
         try:
-            key = self.key(path, args, caller)
+            key = self.key(path, args, caller, args_json)
         except FunctionError as e:
             self.stats.miss()
             return QueryResult(None, 0, ok=False, error_message=e.message, error_code=e.code)
