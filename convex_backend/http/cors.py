@@ -40,7 +40,10 @@ class CorsResource(Resource):
         if self._sync is not None and _is_sync_path(request.path):
             # The WebSocket upgrade needs no CORS; any Origin is accepted.
             request.route = "/api/sync"
-            return self._sync.render(request)
+            result = self._sync.render(request)
+            if hasattr(request, "detach"):
+                request.detach()
+            return result
         if request.path.startswith(b"/api/"):
             origin = request.getHeader(b"origin")
             if origin:

@@ -87,7 +87,7 @@ class HttpService(Service):
         timeout = clock.callLater(self._drain_timeout, drained.cancel)
         try:
             yield drained
-        except defer.CancelledError:
+        except (defer.CancelledError, defer.FirstError):
             log.warn(
                 "Stopped with {n} HTTP requests still in flight",
                 n=sum(site.in_flight for site in sites),

@@ -107,7 +107,19 @@ class ConvexRequest(Request):
             return
         super().process()
 
+    def detach(self) -> None:
+        """This request became a WebSocket: stop counting it as a request in flight.
+
+        It never "finishes" as an HTTP request, and a graceful shutdown must not
+        wait for it.
+        """
+        if not getattr(self, "_detached", False) and hasattr(self, "_convex_site"):
+            self._detached = True
+            self._convex_site.request_finished()
+
     def _finished(self, result: object) -> None:
+        if getattr(self, "_detached", False):
+            return
         duration = time.monotonic() - self._started
         route = self.route or "(unmatched)"
         method = self.method.decode("ascii", "replace")

@@ -92,6 +92,10 @@ class SyncServerProtocol(WebSocketServerProtocol):
             self.session.connection_lost()
 
     def _send_text(self, text: str) -> None:
+        # Once the closing handshake has begun (the client's close frame may
+        # arrive before onClose), there is nobody to send to: drop the message.
+        if self.state != self.STATE_OPEN:
+            return
         self.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def _close(self, code: int, reason: str) -> None:

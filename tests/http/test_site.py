@@ -23,6 +23,7 @@ class SlowApp:
 
     def __init__(self) -> None:
         self.pending: list[defer.Deferred] = []
+        self.pending_requests: list = []
 
     @app.route("/echo", methods=["POST"])
     @route("/echo")
@@ -39,6 +40,7 @@ class SlowApp:
     def slow(self, request):
         d = defer.Deferred()
         self.pending.append(d)
+        self.pending_requests.append(request)
         return d
 
 
@@ -157,3 +159,24 @@ def deferLater(seconds: float) -> defer.Deferred:
     from twisted.internet.task import deferLater as later
 
     return later(reactor, seconds, lambda: None)
+
+
+class DetachTests(TestCase):
+    async def test_a_detached_request_is_no_longer_in_flight(self) -> None:
+        """A WebSocket upgrade never finishes as HTTP; shutdown must not wait for it."""
+        app = SlowApp()
+        site = ConvexSite(app.app.resource(), metrics=Metrics())
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        pending = treq.get(f"http://127.0.0.1:{port.getHost().port}/slow", persistent=False)
+        while not app.pending:
+            await deferLater(0.01)
+        self.assertEqual(site.in_flight, 1)
+        request = app.pending_requests[0]
+        request.detach()
+        request.detach()
+        self.assertEqual(site.in_flight, 0)
+        self.assertTrue(site.wait_idle().called)
+        app.pending[0].callback(b"done")
+        await (await pending).content()
+        self.assertEqual(site.in_flight, 0)

@@ -1,8 +1,9 @@
 """Functions for the sync (WebSocket) conformance tests with the real Convex clients.
 
 Called by tests/clients/test_sync_js_client.py (through js/sync_scenarios.mjs) and
-tests/clients/test_sync_python_client.py. Every scenario uses its own ``channel`` so
-that scenarios sharing a daemon do not see each other's rows.
+tests/clients/sync_python_scenarios.py (run by test_sync_python_client.py). Every
+scenario uses its own ``channel`` so that scenarios sharing a daemon do not see each
+other's rows.
 """
 
 import time

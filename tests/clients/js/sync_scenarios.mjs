@@ -58,8 +58,10 @@ function event(name, fields = {}) {
   console.log(`@@event ${JSON.stringify({ event: name, t: Date.now() - started, ...fields })}`);
 }
 
-/** A WebSocket class that records every frame of the client `label` into `frames`. */
-function tappedWebSocket(Base, label) {
+/** A WebSocket class that records every frame of the client `label` into `frames`.
+ * An incoming frame for which `drop(frame, conn)` is true is recorded but never
+ * reaches the client, as if the network had lost it. */
+function tappedWebSocket(Base, label, drop = () => false) {
   let connection = 0;
   const record = (entry) => frames.push({ t: Date.now() - started, client: label, ...entry });
   const parse = (data) => {
@@ -73,6 +75,7 @@ function tappedWebSocket(Base, label) {
     constructor(...args) {
       super(...args);
       const conn = connection++;
+      this._conn = conn;
       this._tap = (entry) => record({ conn, ...entry });
       this._tap({ dir: "connect", url: String(args[0]) });
       this.addEventListener("open", () => this._tap({ dir: "open" }));
@@ -89,16 +92,35 @@ function tappedWebSocket(Base, label) {
       this._tap({ dir: "out", frame: parse(data) });
       return super.send(data);
     }
+
+    get onmessage() {
+      return super.onmessage;
+    }
+
+    set onmessage(handler) {
+      if (typeof handler !== "function") {
+        super.onmessage = handler;
+        return;
+      }
+      super.onmessage = (e) => {
+        const frame = parse(e.data);
+        if (drop(frame, this._conn)) {
+          this._tap({ dir: "dropped", frame });
+          return;
+        }
+        handler.call(this, e);
+      };
+    }
   };
 }
 
 /** A `ConvexClient` whose frames are recorded under `label`. On Node >= 22 the client
  * uses the global (undici) WebSocket, as it does without options; `useWs` makes it
  * use the `ws` package that `convex` depends on (what it bundles for older Node). */
-function newClient(label, { useWs = false } = {}) {
+function newClient(label, { useWs = false, drop } = {}) {
   const Base = useWs || typeof WebSocket === "undefined" ? NodeWs : WebSocket;
   const client = new ConvexClient(url, {
-    webSocketConstructor: tappedWebSocket(Base, label),
+    webSocketConstructor: tappedWebSocket(Base, label, drop),
     unsavedChangesWarning: false,
   });
   clients.push(client);
@@ -114,7 +136,8 @@ async function waitFor(what, predicate, timeoutMs = 30000) {
   for (;;) {
     const value = predicate();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -191,12 +214,20 @@ async function convexErrors() {
   };
 }
 
-/** The daemon is stopped (SIGTERM) while a mutation runs and started again on the
- * same port and data: the client reconnects, resubscribes and its mutation settles
- * once, applied once. The test drives the daemon: it waits for `mutation_sent`. */
+/** The daemon is stopped (SIGTERM) and started again on the same port and data
+ * under a connected client, which must reconnect, resubscribe and settle each pending
+ * mutation once, applied once. Two mutations are pending when the test stops the
+ * daemon (it waits for `mutation_sent`, then answers `restarted` on stdin):
+ * - "lost-response": committed, but its MutationResponse is dropped on the way (the
+ *   tap loses it), so the client must re-send it after reconnecting and the server
+ *   must answer from its record of (sessionId, requestId) without running it again;
+ * - "in-flight": a mutation that sleeps 0.5 s, running when the SIGTERM arrives. */
 async function restart() {
   const channel = `restart-${suffix}`;
-  const watcher = newClient("watcher");
+  let lostRequestId;
+  const drop = (frame, conn) =>
+    conn === 0 && frame?.type === "MutationResponse" && frame.requestId === lostRequestId;
+  const watcher = newClient("watcher", { drop });
   const updates = [];
   const errors = [];
   watcher.onUpdate(
@@ -207,21 +238,40 @@ async function restart() {
   );
   await waitFor("the first value", () => updates.length >= 1);
 
-  const settlements = [];
-  watcher
-    .mutation(fn("sync_app:send_slow"), { channel, body: "in-flight", seconds: 0.5 })
-    .then(
-      (value) => settlements.push({ t: Date.now() - started, ok: true, value: plain(value) }),
-      (error) => settlements.push({ t: Date.now() - started, ok: false, error: describeError(error) }),
+  const settlements = { "lost-response": [], "in-flight": [] };
+  const track = (body, promise) =>
+    promise.then(
+      (value) => settlements[body].push({ t: Date.now() - started, ok: true, value: plain(value) }),
+      (error) =>
+        settlements[body].push({ t: Date.now() - started, ok: false, error: describeError(error) }),
     );
-  await waitFor("the Mutation frame to be sent", () =>
-    framesOf("watcher", (f) => f.dir === "out" && f.frame?.type === "Mutation").length,
+  const sentMutation = (body) =>
+    framesOf(
+      "watcher",
+      (f) => f.dir === "out" && f.frame?.type === "Mutation" && f.frame.args?.[0]?.body === body,
+    )[0];
+
+  track("lost-response", watcher.mutation(fn("sync_app:send"), { channel, body: "lost-response" }));
+  lostRequestId = (await waitFor("the first Mutation frame", () => sentMutation("lost-response")))
+    .frame.requestId;
+  await waitFor(
+    "the dropped MutationResponse",
+    () => framesOf("watcher", (f) => f.dir === "dropped").length,
   );
+  track(
+    "in-flight",
+    watcher.mutation(fn("sync_app:send_slow"), { channel, body: "in-flight", seconds: 0.5 }),
+  );
+  await waitFor("the second Mutation frame", () => sentMutation("in-flight"));
   event("mutation_sent");
-  await waitFor("the test to restart the daemon", () => commands.includes("restarted"), 120000);
+  await waitFor("the test to restart the daemon", () => commands.includes("restarted"), 180000);
   const restartedAt = Date.now() - started;
 
-  await waitFor("the pending mutation to settle", () => settlements.length >= 1, 60000);
+  await waitFor(
+    "both pending mutations to settle",
+    () => settlements["lost-response"].length && settlements["in-flight"].length,
+    90000,
+  );
   const writer = newClient("writer");
   const after = await settle(writer.mutation(fn("sync_app:send"), { channel, body: "after" }));
   await waitFor(
@@ -232,7 +282,17 @@ async function restart() {
   // Time for a duplicate (a second settlement or a second row) to show up.
   await new Promise((resolve) => setTimeout(resolve, 1500));
   const finalRows = await settle(writer.query(fn("sync_app:rows"), { channel }));
-  return { restartedAt, updates, errors, settlements, after, finalRows };
+  const firstClose = framesOf("watcher", (f) => f.conn === 0 && f.dir === "close")[0];
+  return {
+    restartedAt,
+    firstClosedAt: firstClose?.t ?? null,
+    lostRequestId,
+    updates,
+    errors,
+    settlements,
+    after,
+    finalRows,
+  };
 }
 
 /** onPaginatedUpdate_experimental with loadMore while another client inserts. */
@@ -280,8 +340,27 @@ async function pagination() {
         bodies.every((body) => latest.results.some((row) => row.body === body)),
     );
   }
-  // Let page splits (a page that grew past 2 x initialNumItems) finish.
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  // Let page splits (a page that grew past 2 x initialNumItems) finish: every page
+  // query the reader holds has a result and no two start at the same cursor.
+  await waitFor("page splits to finish", () => {
+    const pages = new Map();
+    for (const f of framesOf("reader")) {
+      if (f.dir === "out" && f.frame?.type === "ModifyQuerySet") {
+        for (const m of f.frame.modifications) {
+          if (m.type === "Add") pages.set(m.queryId, { cursor: m.args[0].paginationOpts.cursor });
+          else pages.delete(m.queryId);
+        }
+      } else if (f.dir === "in" && f.frame?.type === "Transition") {
+        for (const m of f.frame.modifications) {
+          if (m.type === "QueryUpdated" && pages.has(m.queryId)) pages.get(m.queryId).done = true;
+        }
+      }
+    }
+    const cursors = [...pages.values()].map((page) => page.cursor);
+    return (
+      [...pages.values()].every((page) => page.done) && new Set(cursors).size === cursors.length
+    );
+  });
   const finalRows = await settle(writer.query(fn("sync_app:rows"), { channel }));
   return { inserted, loadMoreCalls, snapshots, finalRows };
 }
