@@ -558,21 +558,34 @@ class SyncSession:
                         stale.append((query, tag))
                 if not stale:
                     break
-                results = await defer.gatherResults(
-                    [
-                        defer.ensureDeferred(
-                            manager.fetch(
-                                query.path,
-                                query.effective_args(),
-                                caller,
-                                target,
-                                query.args_json(),
+                # Cached results (the common case after a commit: the manager
+                # re-ran the query before waking us) are taken synchronously;
+                # only misses wait for a run.
+                results: list = [
+                    manager.cached(
+                        query.path, query.effective_args(), caller, target, query.args_json()
+                    )
+                    for query, _tag in stale
+                ]
+                misses = [i for i, result in enumerate(results) if result is None]
+                if misses:
+                    fetched = await defer.gatherResults(
+                        [
+                            defer.ensureDeferred(
+                                manager.fetch(
+                                    stale[i][0].path,
+                                    stale[i][0].effective_args(),
+                                    caller,
+                                    target,
+                                    stale[i][0].args_json(),
+                                )
                             )
-                        )
-                        for query, _tag in stale
-                    ],
-                    consumeErrors=True,
-                )
+                            for i in misses
+                        ],
+                        consumeErrors=True,
+                    )
+                    for i, result in zip(misses, fetched, strict=True):
+                        results[i] = result
                 for (query, tag), result in zip(stale, results, strict=True):
                     manager.acquire(result, listener)
                     previous = fresh.pop(query.query_id, None)
