@@ -131,6 +131,16 @@ class ChatAppTests(TestCase):
         self.assertEqual(response.code, 404)
         await response.content()
 
+        # Executions, outcomes and the worker pools are on /metrics.
+        metrics = await (await treq.get(daemon.api_url + "/metrics", persistent=False)).text()
+        self.assertIn(
+            'convex_function_executions_total{function="messages:send",status="success",'
+            'udf_type="mutation"} 8.0',
+            metrics,
+        )
+        self.assertIn('convex_worker_workers{pool="udf"} 2.0', metrics)
+        self.assertIn("convex_function_duration_seconds_bucket", metrics)
+
         # `convex-backend run` calls as admin and prints the result.
         code, out, err = await cli(daemon, "run", "messages:list", '{"channel": "web"}')
         self.assertEqual(code, 0, err)

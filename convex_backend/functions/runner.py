@@ -134,6 +134,8 @@ class FunctionRunner:
         self.environment: dict[str, str] = {}
         self.stats: dict[str, int] = {}
         self._tables_cache: tuple[int, dict[str, int]] | None = None
+        #: A :class:`~convex_backend.functions.metrics.FunctionMetrics`, if any.
+        self.metrics = None
         #: The HTTP routes of the deployment's http.py, None when it has none.
         self.http_routes: list | None = None
 
@@ -215,11 +217,20 @@ class FunctionRunner:
         info = self.lookup(path, caller, expected)
         self.check_args(info, args)
         request_id = request_id or os.urandom(16).hex()
-        if info.udf_type == "query":
-            return await self._run_query(info, args, caller, request_id)
-        if info.udf_type == "mutation":
-            return await self._run_mutation(info, args, caller, request_id, before_commit)
-        return await self._run_action(info, args, caller, request_id)
+        started = time.monotonic()
+        status = "error"
+        try:
+            if info.udf_type == "query":
+                result = await self._run_query(info, args, caller, request_id)
+            elif info.udf_type == "mutation":
+                result = await self._run_mutation(info, args, caller, request_id, before_commit)
+            else:
+                result = await self._run_action(info, args, caller, request_id)
+            status = "success"
+            return result
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe(info.path, info.udf_type, status, time.monotonic() - started)
 
     async def call_query_at(
         self,
@@ -357,6 +368,8 @@ class FunctionRunner:
             except OccConflict as e:
                 if attempt == MAX_MUTATION_RETRIES:
                     raise FunctionError(str(e), log_lines=log_lines, code=e.code)
+                if self.metrics is not None:
+                    self.metrics.retries.inc()
                 await _sleep(self.reactor, delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.2)
                 continue

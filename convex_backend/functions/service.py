@@ -13,6 +13,7 @@ from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from convex_backend.functions.metrics import FunctionMetrics
 from convex_backend.functions.modules import Deployer
 from convex_backend.functions.pool import WorkerPool
 from convex_backend.functions.runner import FunctionRunner
@@ -56,6 +57,7 @@ class FunctionsService(MultiService):
         for name, pool in pools.items():
             pool.setName(f"{name} workers")
             pool.setServiceParent(self)
+        runner.metrics = FunctionMetrics(self.deployment.metrics.registry, pools)
         self.deployment.database = database
         self.deployment.runner = runner
         self.deployer = self.deployment.deployer = deployer
