@@ -15,15 +15,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.daemon import BenchError, Daemon, post
 
 MODULE = """
 from convex_backend.server import mutation, query, v
@@ -36,15 +31,6 @@ def add(ctx, args):
 def get(ctx, args):
     return ctx.db.get(args["id"])
 """
-
-
-def post(url: str, body: dict, key: str | None = None) -> dict:
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Convex {key}"
-    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
 
 
 def wrk(url: str, body: dict, seconds: float, connections: int, directory: str) -> float:
@@ -74,68 +60,29 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench.http needs wrk: apt-get install wrk")
-    with tempfile.TemporaryDirectory() as directory:
-        log = open(Path(directory) / "daemon.log", "w+")
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
-                "-n",
-                "--pidfile=",
-                "convex",
-                "--port",
-                "0",
-                "--site-port",
-                "0",
-                "--host",
-                "127.0.0.1",
-                "--data-dir",
-                directory,
-                "--workers",
-                str(args.workers),
-                "--log-level",
-                "info",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=directory,
+    daemon = Daemon(args.workers, {"bench.py": MODULE})
+    try:
+        daemon.start()
+        url = daemon.url
+        doc = post(url + "/api/mutation", {"path": "bench:add", "args": {"n": 1}})["value"]
+        mutations = wrk(
+            url + "/api/mutation",
+            {"path": "bench:add", "args": {"n": 1}, "format": "convex_encoded_json"},
+            args.seconds,
+            args.connections,
+            daemon.directory,
         )
-        try:
-            url = key = None
-            for _ in range(200):
-                time.sleep(0.1)
-                text = Path(directory, "daemon.log").read_text()
-                api = re.search(r"Serving api on (http://\S+?)/", text)
-                found = re.search(r"Admin key: (\S+)", text)
-                if api and found:
-                    url, key = api.group(1), found.group(1)
-                    break
-            if url is None:
-                raise SystemExit(
-                    "the daemon did not start:\n" + Path(directory, "daemon.log").read_text()
-                )
-            post(url + "/api/deploy", {"modules": [{"path": "bench.py", "source": MODULE}]}, key)
-            doc = post(url + "/api/mutation", {"path": "bench:add", "args": {"n": 1}})["value"]
-            mutations = wrk(
-                url + "/api/mutation",
-                {"path": "bench:add", "args": {"n": 1}, "format": "convex_encoded_json"},
-                args.seconds,
-                args.connections,
-                directory,
-            )
-            queries = wrk(
-                url + "/api/query",
-                {"path": "bench:get", "args": {"id": doc}, "format": "convex_encoded_json"},
-                args.seconds,
-                args.connections,
-                directory,
-            )
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=30)
+        queries = wrk(
+            url + "/api/query",
+            {"path": "bench:get", "args": {"id": doc}, "format": "convex_encoded_json"},
+            args.seconds,
+            args.connections,
+            daemon.directory,
+        )
+    except BenchError as e:
+        raise SystemExit(str(e))
+    finally:
+        daemon.stop()
     print(
         f"HTTP mutations/s ({args.connections} keep-alive connections, wrk -t2): {mutations:,.0f}"
     )

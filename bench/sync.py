@@ -45,17 +45,15 @@ import asyncio
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.daemon import BenchError, Daemon, cpu_seconds, post, raise_fd_limit, rss_mib
 from bench.sync_load import SyncClient, close_clients, connect_clients, decode_u64
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,184 +81,6 @@ MUTATION = "counter:put"
 PAGE = 4096
 TARGET_P99_MS = 250.0
 TARGET_IDLE_MIB = 500.0
-
-
-class BenchError(Exception):
-    """A step failed; the message says which."""
-
-
-# -- the daemon ----------------------------------------------------------------------------
-
-
-def raise_fd_limit(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
-
-
-def die_with_parent() -> None:
-    """In the daemon's child: get SIGTERM if the bench dies without stopping it."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def post(url: str, body: dict, key: str | None = None) -> dict:
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Convex {key}"
-    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The ppid is the 2nd field after the parenthesised command name.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry))
-    return found
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) / 1024 if match else 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    # utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the ")".
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Daemon:
-    """``twistd -n convex`` on a temporary data dir, with its URL and admin key."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.directory = tempfile.mkdtemp(prefix="bench-sync-")
-        self.log_path = Path(self.directory) / "daemon.log"
-        self.process: subprocess.Popen | None = None
-        self.url = self.key = ""
-        self.worker_pids: list[int] = []
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1) + "/api/1.48.0/sync"
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def start(self) -> None:
-        log = open(self.log_path, "w")
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        # The raised RLIMIT_NOFILE of this process is inherited by the daemon.
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
-                "-n",
-                "--pidfile=",
-                "convex",
-                "--port",
-                "0",
-                "--site-port",
-                "0",
-                "--host",
-                "127.0.0.1",
-                "--data-dir",
-                self.directory,
-                "--workers",
-                str(self.workers),
-                "--log-level",
-                "info",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.directory,
-            preexec_fn=die_with_parent,
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
-            text = self.log_path.read_text()
-            api = re.search(r"Serving api on (http://\S+?)/", text)
-            found = re.search(r"Admin key: (\S+)", text)
-            if api and found:
-                self.url, self.key = api.group(1), found.group(1)
-                break
-            if self.process.poll() is not None:
-                break
-        else:
-            raise BenchError("the daemon did not start within 60 s:\n" + self.log_tail())
-        if not self.url:
-            raise BenchError("the daemon exited while starting:\n" + self.log_tail())
-        post(
-            self.url + "/api/deploy",
-            {"modules": [{"path": "counter.py", "source": MODULE}]},
-            self.key,
-        )
-        post(self.url + "/api/mutation", {"path": MUTATION, "args": {"n": 0}})
-        self.worker_pids = children_of(self.pid)
-
-    def memory(self) -> tuple[float, list[float]]:
-        """(daemon RSS, [RSS of each worker]) in MiB."""
-        return rss_mib(self.pid), [rss_mib(pid) for pid in children_of(self.pid)]
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        workers = set(self.worker_pids) | set(children_of(self.pid))
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                print("the daemon did not stop within 30 s of SIGTERM: killing it", file=sys.stderr)
-                self.process.kill()
-                self.process.wait()
-        deadline = time.monotonic() + 10
-        for pid in workers:
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if Path(f"/proc/{pid}").exists():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.process = None
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 # -- subscriber groups (bench.sync_load processes) --------------------------------------
@@ -591,9 +411,10 @@ async def run(args: argparse.Namespace) -> None:
             " its MutationResponse (the daemon may send that after fan-out work).",
             flush=True,
         )
-        daemon = Daemon(args.workers)
+        daemon = Daemon(args.workers, {"counter.py": MODULE})
         try:
             daemon.start()
+            post(daemon.url + "/api/mutation", {"path": MUTATION, "args": {"n": 0}})
             writer = (await connect_clients(daemon.ws_url, 1, timeout=args.timeout))[0]
             next_value = [1]
             results = []
@@ -647,9 +468,10 @@ async def run(args: argparse.Namespace) -> None:
             daemon.stop()
     if args.idle:
         print(f"\nIdle memory ({args.idle} sessions, fresh daemon):", flush=True)
-        daemon = Daemon(args.workers)
+        daemon = Daemon(args.workers, {"counter.py": MODULE})
         try:
             daemon.start()
+            post(daemon.url + "/api/mutation", {"path": MUTATION, "args": {"n": 0}})
             for line in await idle_memory(daemon, args.idle, args.groups, args.timeout):
                 print(line, flush=True)
         finally:
