@@ -69,6 +69,7 @@ from convex_backend.values import (
     from_json,
     prefix_successor,
 )
+from convex_backend.values.codec import json_type as _json_type
 from convex_backend.values.keys import utf8
 
 __all__ = [
@@ -278,22 +279,6 @@ class Query:
 
 
 # --- parsing -------------------------------------------------------------------
-
-
-def _json_type(o: object) -> str:
-    if o is None:
-        return "null"
-    if isinstance(o, bool):
-        return "boolean"
-    if isinstance(o, (int, float)):
-        return "number"
-    if isinstance(o, str):
-        return "string"
-    if isinstance(o, list):
-        return "array"
-    if isinstance(o, dict):
-        return "object"
-    return type(o).__name__
 
 
 def _value(obj: object, what: str) -> Value:

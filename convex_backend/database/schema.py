@@ -62,6 +62,7 @@ from convex_backend.values import (
     to_json,
 )
 from convex_backend.values.codec import check_field_name
+from convex_backend.values.codec import json_type as _json_type
 from convex_backend.values.errors import InvalidIdError
 
 __all__ = [
@@ -823,22 +824,6 @@ _TYPES = (
     "record",
     "union",
 )
-
-
-def _json_type(obj: Any) -> str:
-    if obj is None:
-        return "null"
-    if isinstance(obj, bool):
-        return "boolean"
-    if isinstance(obj, (int, float)):
-        return "number"
-    if isinstance(obj, str):
-        return "string"
-    if isinstance(obj, list):
-        return "array"
-    if isinstance(obj, dict):
-        return "object"
-    return type(obj).__name__
 
 
 def _short_json(obj: Any) -> str:

@@ -301,13 +301,14 @@ _json_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators
 
 def _b64decode(payload: object, form: str) -> bytes:
     if type(payload) is not str:
-        raise _PathError(f"{form} must hold a base64 string, got {_json_type(payload)}")
+        raise _PathError(f"{form} must hold a base64 string, got {json_type(payload)}")
     if len(payload) % 4 or not _B64_SHAPE.fullmatch(payload):
         raise _PathError(f"{form} holds invalid base64 (standard alphabet with padding expected)")
     return _a2b(payload)
 
 
-def _json_type(o: object) -> str:
+def json_type(o: object) -> str:
+    """The JSON type name of a decoded JSON value, for error messages."""
     if o is None:
         return "null"
     if isinstance(o, bool):
