@@ -529,22 +529,32 @@ class TransactionSyscalls:
             raise HostSyscallError("runUdfDone without a nested call")
         info, _read_only = self.nesting.pop()
         writes, bytes_written, _streams, _q = self.savepoints.pop()
-        if "error" in args:
-            self.tx.writes = writes
-            self.tx.bytes_written = bytes_written
-            error = args["error"] or {}
-            raise HostSyscallError(error.get("message", "Error"), error.get("data"))
-        value = from_json(args.get("value"))
         try:
-            self.runner.check_returns(info, value, [])
-        except FunctionError as e:
+            return nested_outcome(self.runner, info, args)
+        except HostSyscallError:
+            # Back to the savepoint: a failed callee leaves no writes behind.
             self.tx.writes = writes
             self.tx.bytes_written = bytes_written
-            raise HostSyscallError(e.message)
-        return to_json(value)
+            raise
 
     def get_function_metadata(self, args: dict) -> Any:
         return {"name": "", "componentPath": ""}
+
+
+def nested_outcome(runner: FunctionRunner, info: FunctionInfo, args: dict) -> Any:
+    """What ``ctx.run_*`` returns for an inline call the worker reports done:
+    the callee's value (checked against its ``returns``), or its error raised."""
+    if "error" in args:
+        error = args["error"] or {}
+        raise HostSyscallError(error.get("message", "Error"), error.get("data"))
+    try:
+        value = from_json(args.get("value"))
+        runner.check_returns(info, value, [])
+    except ConvexValueError as e:
+        raise HostSyscallError(f"The function returned an invalid value: {e}")
+    except FunctionError as e:
+        raise HostSyscallError(e.message)
+    return to_json(value)
 
 
 _TX_OPS = {
@@ -607,16 +617,7 @@ class ActionSyscalls:
     def _inline_done(self, args: dict) -> Any:
         if not self.nested:
             raise HostSyscallError("runUdfDone without a nested call")
-        info = self.nested.pop()
-        if "error" in args:
-            error = args["error"] or {}
-            raise HostSyscallError(error.get("message", "Error"), error.get("data"))
-        value = from_json(args.get("value"))
-        try:
-            self.runner.check_returns(info, value, [])
-        except FunctionError as e:
-            raise HostSyscallError(e.message)
-        return to_json(value)
+        return nested_outcome(self.runner, self.nested.pop(), args)
 
     async def _run(self, kind: str, args: dict) -> Any:
         try:

@@ -207,6 +207,9 @@ class SubscriptionManager:
             key = self.key(path, args, caller, args_json)
         except FunctionError:
             return None
+        return self._cached(key, at_ts)
+
+    def _cached(self, key: Key, at_ts: int) -> QueryResult | None:
         latest = self._latest.get(key)
         if latest is not None and latest.valid_at(at_ts):
             self.stats.hit()
@@ -230,11 +233,8 @@ class SubscriptionManager:
         except FunctionError as e:
             self.stats.miss()
             return QueryResult(None, 0, ok=False, error_message=e.message, error_code=e.code)
-        latest = self._latest.get(key)
-        if latest is not None and latest.valid_at(at_ts):
-            self.stats.hit()
-            if latest in self._idle:
-                self._idle.move_to_end(latest)
+        latest = self._cached(key, at_ts)
+        if latest is not None:
             return latest
         start_ts = self.db.published_ts
         waiters = self._inflight.get((key, start_ts))
