@@ -68,7 +68,13 @@ class RootApp:
 
         self.deployment = deployment
         self.functions_api = FunctionApi(deployment)
-        self._api = FirstMatchResource(AdminApi(deployment), self.functions_api)
+        # The Klein apps under /api/, asked in this order; the function API
+        # (which owns /api/<path> catch-alls) stays last.
+        apps = [
+            AdminApi(deployment),
+            self.functions_api,
+        ]
+        self._api = FirstMatchResource(*apps)
 
     def fast_routes(self) -> dict:
         """The hottest routes, dispatched without Klein's routing (see cors.py)."""
