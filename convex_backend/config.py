@@ -21,6 +21,9 @@ from twisted.python import usage
 DEFAULT_INSTANCE_NAME = "convex-self-hosted"
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024 * 1024
+DEFAULT_SCHEDULER_PARALLELISM = 10
+DEFAULT_SCHEDULER_RETENTION = 7 * 24 * 3600
 
 
 class ConfigError(Exception):
@@ -88,6 +91,24 @@ _PARAMETERS: list[tuple[str, str, str | None, str]] = [
         str(DEFAULT_MAX_REQUEST_BYTES),
         "Largest request body accepted (deploy routes allow more).",
     ),
+    (
+        "max-file-bytes",
+        "CONVEX_MAX_FILE_BYTES",
+        str(DEFAULT_MAX_FILE_BYTES),
+        "Largest file accepted by file storage (uploads and ctx.storage.store).",
+    ),
+    (
+        "scheduler-parallelism",
+        "CONVEX_SCHEDULER_PARALLELISM",
+        str(DEFAULT_SCHEDULER_PARALLELISM),
+        "Scheduled functions run at the same time, at most.",
+    ),
+    (
+        "scheduler-retention",
+        "CONVEX_SCHEDULER_RETENTION",
+        str(DEFAULT_SCHEDULER_RETENTION),
+        "Seconds finished scheduled functions stay in _scheduled_functions.",
+    ),
 ]
 
 _FLAGS: list[tuple[str, str, str]] = [
@@ -140,6 +161,9 @@ class Config:
     worker_memory_mb: int
     log_level: str
     max_request_bytes: int
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    scheduler_parallelism: int = DEFAULT_SCHEDULER_PARALLELISM
+    scheduler_retention: float = DEFAULT_SCHEDULER_RETENTION
 
     def __repr__(self) -> str:
         # Secrets never leave through a repr that lands in a log line.
@@ -327,4 +351,7 @@ def load_config(options: Mapping[str, object], environ: Mapping[str, str] | None
         worker_memory_mb=_positive_int("worker-memory", raw["worker-memory"]),
         log_level=log_level,
         max_request_bytes=_positive_int("max-request-bytes", raw["max-request-bytes"]),
+        max_file_bytes=_positive_int("max-file-bytes", raw["max-file-bytes"]),
+        scheduler_parallelism=_positive_int("scheduler-parallelism", raw["scheduler-parallelism"]),
+        scheduler_retention=_positive_float("scheduler-retention", raw["scheduler-retention"]),
     )

@@ -26,6 +26,16 @@ class Deployment:
     database: Any = None
     runner: Any = None
     deployer: Any = None
+    #: The :class:`~convex_backend.storage.files.FileStorage`, once started.
+    storage: Any = None
+    #: The :class:`~convex_backend.functions.logs.FunctionLogs` buffer, once built.
+    function_logs: Any = None
+    #: The :class:`~convex_backend.auth.users.UserAuthenticator`, made on first use.
+    user_auth: Any = None
+    #: The :class:`~convex_backend.scheduler.crons.CronService`, once built.
+    crons: Any = None
+    #: The :class:`~convex_backend.scheduler.service.SchedulerService`, once built.
+    scheduler: Any = None
 
     @property
     def instance_name(self) -> str:

@@ -5,7 +5,11 @@
     ConvexService (MultiService "convex")
       |- DatabaseService      the document database (opened first, closed last)
       |- FunctionsService     worker pools, the function runner, deploys
+      |- SchedulerService     scheduled functions (_scheduled_functions), on a reactor timer
+      |- CronService          the cron jobs of crons.py, on a reactor timer
+      |- StorageService       file storage: blobs in the data dir, the _storage table
       |- HttpService          the API port and the HTTP actions port
+      |- FunctionLogs         the function log buffer (stops first: answers waiting polls)
 
 Services start in this order and stop in reverse, so the database outlives
 every request that might use it.
@@ -36,6 +40,7 @@ from convex_backend.config import (
 )
 from convex_backend.database.service import DatabaseService
 from convex_backend.deployment import Deployment
+from convex_backend.functions.logs import FunctionLogs
 from convex_backend.functions.service import FunctionsService
 from convex_backend.http.cors import CorsResource
 from convex_backend.http.root import RootApp
@@ -43,6 +48,9 @@ from convex_backend.http.service import HttpService
 from convex_backend.http.site import ConvexSite
 from convex_backend.http.site_actions import HTTP_ACTION_MAX_REQUEST_BYTES, SiteApp
 from convex_backend.logs import make_observer
+from convex_backend.scheduler.crons import CronService
+from convex_backend.scheduler.service import SchedulerService
+from convex_backend.storage.service import StorageService
 from convex_backend.sync import make_sync_resource
 
 log = Logger(namespace="convex")
@@ -142,6 +150,19 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
     database.setServiceParent(root)
     functions = FunctionsService(deployment, database, reactor, workers=config.workers)
     functions.setServiceParent(root)
+    deployment.scheduler = SchedulerService(
+        deployment,
+        ready=functions.started,
+        clock=reactor,
+        parallelism=config.scheduler_parallelism,
+        retention=config.scheduler_retention,
+    )
+    deployment.scheduler.setServiceParent(root)
+    storage = StorageService(deployment, functions, secret)
+    storage.setServiceParent(root)
+    deployment.function_logs = FunctionLogs(reactor, registry=deployment.metrics.registry)
+    deployment.crons = CronService(deployment, ready=functions.started, clock=reactor)
+    deployment.crons.setServiceParent(root)
     root_app = RootApp(deployment)
     api_site = ConvexSite(
         CorsResource(
@@ -152,6 +173,9 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
         metrics=deployment.metrics,
         max_request_bytes=config.max_request_bytes,
     )
+    # Upload bodies stream to file storage's spool files (see http/site.py).
+    api_site.upload_body = storage.upload_body
+    api_site.max_upload_bytes = config.max_file_bytes
     actions_site = ConvexSite(
         SiteApp(deployment).resource(),
         metrics=deployment.metrics,
@@ -166,6 +190,8 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
         ],
         ready=functions.started,
     ).setServiceParent(root)
+    # Last, so that it stops first: log polls waiting for entries answer before HTTP drains.
+    deployment.function_logs.setServiceParent(root)
     return root
 
 

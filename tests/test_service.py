@@ -17,7 +17,19 @@ from tests.helpers import make_config
 class ServiceTreeTests(TestCase):
     def test_children_in_start_order(self) -> None:
         service = build(make_config(self.mktemp()), reactor)
-        self.assertEqual([child.name for child in service], ["database", "functions", "http"])
+        self.assertEqual(
+            [child.name for child in service],
+            [
+                "database",
+                "functions",
+                "scheduler",
+                "storage",
+                "crons",
+                "http",
+                # Last, so that it stops first (see convex_backend/service.py).
+                "function logs",
+            ],
+        )
 
     async def test_start_serve_stop(self) -> None:
         config = make_config(self.mktemp())

@@ -1,6 +1,6 @@
 """Prometheus metrics of the function runtime.
 
-Executions and their durations by function and kind (from the runner), and
+Executions, errors and durations by function and kind (from the runner), and
 the state of the worker pools (read from ``WorkerPool.stats`` at scrape time).
 Labels are function paths of the current deployment and a small set of
 statuses, so their number stays bounded by the code, not by traffic.
@@ -27,6 +27,13 @@ class FunctionMetrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
         )
+        self.errors = Counter(
+            "convex_function_errors",
+            "Failed function executions, by function, kind and error code "
+            "(UserError, ConvexError, OccConflict, FunctionTimeout, ...).",
+            ["function", "udf_type", "code"],
+            registry=registry,
+        )
         self.retries = Counter(
             "convex_mutation_retries",
             "Mutation re-runs after an optimistic concurrency conflict.",
@@ -34,9 +41,13 @@ class FunctionMetrics:
         )
         registry.register(_PoolCollector(pools))
 
-    def observe(self, path: str, udf_type: str, status: str, seconds: float) -> None:
+    def observe(
+        self, path: str, udf_type: str, status: str, seconds: float, code: str | None = None
+    ) -> None:
         self.executions.labels(path, udf_type, status).inc()
         self.duration.labels(udf_type).observe(seconds)
+        if code is not None:
+            self.errors.labels(path, udf_type, code).inc()
 
 
 class _PoolCollector:

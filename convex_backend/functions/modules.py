@@ -111,6 +111,9 @@ class Deployer:
         self.analysis: dict = {}
         self.deployed_at: float | None = None
         self._lock = defer.DeferredLock()
+        #: Called with the new analysis after each deploy (may return a Deferred):
+        #: services that follow the code, like the cron jobs, hook in here.
+        self.listeners: list = []
 
     # -- files -----------------------------------------------------------------
 
@@ -200,6 +203,18 @@ class Deployer:
                     "InvalidFunction",
                     f"The args validator of {info.path} must be an object or v.any()",
                 )
+        from convex_backend.scheduler.cron_specs import CronSpecError, parse_cron_specs
+
+        try:
+            parse_cron_specs(analysis.get("crons"), functions, self.db)
+        except CronSpecError as e:
+            raise DeployError("InvalidCrons", f"crons.py: {e}")
+        from convex_backend.auth.providers import ProviderConfigError, parse_providers
+
+        try:
+            parse_providers(analysis.get("authConfig"))
+        except ProviderConfigError as e:
+            raise DeployError("InvalidAuthConfig", f"auth_config.py: {e}")
         schema = None
         if analysis.get("schema") is not None:
             try:
@@ -260,6 +275,11 @@ class Deployer:
         self.current_id, self.analysis, self.deployed_at = new_id, analysis, deployed_at
         self._prune_directories({new_id, EMPTY} | ({previous} if previous else set()))
         log.info("Deployed {id}: {n} functions", id=new_id, n=len(functions))
+        for listener in list(self.listeners):
+            try:
+                await defer.maybeDeferred(listener, analysis)
+            except Exception:
+                log.failure("A deploy listener failed")
         return summary
 
 

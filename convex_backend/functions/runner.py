@@ -31,6 +31,10 @@ from twisted.logger import Logger
 from convex_backend.database.errors import DatabaseError, OccConflict
 from convex_backend.database.schema import ValidationError, parse_validator
 from convex_backend.functions.pool import HostSyscallError, PoolError
+from convex_backend.functions.scheduler_syscalls import ACTION_OPS as SCHEDULER_ACTION_OPS
+from convex_backend.functions.scheduler_syscalls import TRANSACTION_OPS as SCHEDULER_TX_OPS
+from convex_backend.functions.storage_syscalls import ACTION_OPS as STORAGE_ACTION_OPS
+from convex_backend.functions.storage_syscalls import TX_OPS as STORAGE_TX_OPS
 from convex_backend.values import ConvexValueError, Int64, from_json, to_json
 
 log = Logger(namespace="convex.functions")
@@ -76,6 +80,10 @@ class CallResult:
     ts: int | None = None
     #: What a query read, for subscriptions.
     read_set: Any = None
+    #: An action's own log lines, when ``log_lines`` also holds its nested calls'.
+    own_log_lines: list[str] | None = None
+    #: How many times a mutation was re-run after a conflict.
+    retries: int = 0
 
 
 @dataclass
@@ -138,6 +146,10 @@ class FunctionRunner:
         self.metrics = None
         #: The HTTP routes of the deployment's http.py, None when it has none.
         self.http_routes: list | None = None
+        #: Called once per top-level execution with ``(path, udf_type, caller,
+        #: request_id, seconds, outcome)``, outcome the CallResult or the exception
+        #: (see :class:`~convex_backend.functions.logs.FunctionLogs`).
+        self.log_sink: Callable[..., None] | None = None
 
     def _tables(self) -> dict[str, int]:
         """Table name -> number, rebuilt only when a table was added."""
@@ -219,6 +231,7 @@ class FunctionRunner:
         request_id = request_id or os.urandom(16).hex()
         started = time.monotonic()
         status = "error"
+        outcome: Any = None
         try:
             if info.udf_type == "query":
                 result = await self._run_query(info, args, caller, request_id)
@@ -227,10 +240,18 @@ class FunctionRunner:
             else:
                 result = await self._run_action(info, args, caller, request_id)
             status = "success"
+            outcome = result
             return result
+        except BaseException as e:
+            outcome = e
+            raise
         finally:
+            seconds = time.monotonic() - started
             if self.metrics is not None:
-                self.metrics.observe(info.path, info.udf_type, status, time.monotonic() - started)
+                code = getattr(outcome, "code", "InternalError") if status == "error" else None
+                self.metrics.observe(info.path, info.udf_type, status, seconds, code)
+            if self.log_sink is not None:
+                self.log_sink(info.path, info.udf_type, caller, request_id, seconds, outcome)
 
     async def call_query_at(
         self,
@@ -251,7 +272,19 @@ class FunctionRunner:
         info = self.lookup(path, caller, "query")
         self.check_args(info, args)
         request_id = request_id or os.urandom(16).hex()
-        return await self._run_query(info, args, caller, request_id, self.db.begin_at(ts))
+        tx = self.db.begin_at(ts)
+        started = time.monotonic()
+        outcome: Any = None
+        try:
+            outcome = await self._run_query(info, args, caller, request_id, tx)
+            return outcome
+        except BaseException as e:
+            outcome = e
+            raise
+        finally:
+            if self.log_sink is not None:
+                seconds = time.monotonic() - started
+                self.log_sink(info.path, "query", caller, request_id, seconds, outcome)
 
     async def call_http(self, request_json: dict, *, caller: Caller | None = None) -> dict:
         """Serve one HTTP action request through the deployment's ``http.py`` router.
@@ -279,16 +312,30 @@ class FunctionRunner:
             "now": time.time() * 1000,
             "visibility": "public",
         }
+        started = time.monotonic()
+        result: dict = {}
         try:
             result = await self.pools["action"].invoke(request, handler)
         except PoolError as e:
-            return _text_response(500, str(e))
+            result = {"success": False, "error": {"message": str(e)}}
+        # Its own lines: nested run_query/run_mutation calls have entries of their own.
+        log_lines = result.get("logLines") or []
+        value = result.get("value")
         if not result.get("success"):
             message = (result.get("error") or {}).get("message") or "HTTP action failed"
-            return _text_response(500, message)
-        value = result.get("value")
-        if not isinstance(value, dict) or not isinstance(value.get("status"), int):
-            return _text_response(500, "The HTTP action did not return a response")
+            outcome: Any = FunctionError(message, log_lines=log_lines)
+        elif not isinstance(value, dict) or not isinstance(value.get("status"), int):
+            outcome = FunctionError(
+                "The HTTP action did not return a response", log_lines=log_lines
+            )
+        else:
+            outcome = CallResult(value, log_lines)
+        if self.log_sink is not None:
+            name = f"{request_json.get('method')} {_url_path(request_json.get('url'))}"
+            seconds = time.monotonic() - started
+            self.log_sink(name, "httpAction", caller, request_id, seconds, outcome)
+        if isinstance(outcome, FunctionError):
+            return _text_response(500, outcome.message)
         return value
 
     def _request(self, info: FunctionInfo, args: Any, caller: Caller, request_id: str, tx):
@@ -375,7 +422,7 @@ class FunctionRunner:
                 continue
             except DatabaseError as e:
                 raise FunctionError(e.message, log_lines=log_lines, code=e.code)
-            return CallResult(value, log_lines, ts)
+            return CallResult(value, log_lines, ts, retries=attempt)
         raise AssertionError("unreachable")
 
     async def _run_action(self, info, args, caller, request_id) -> CallResult:
@@ -384,7 +431,7 @@ class FunctionRunner:
             "action", self._request(info, args, caller, request_id, None), handler
         )
         self.check_returns(info, value, log_lines + handler.log_lines)
-        return CallResult(value, handler.log_lines + log_lines)
+        return CallResult(value, handler.log_lines + log_lines, own_log_lines=log_lines)
 
 
 class TransactionSyscalls:
@@ -572,6 +619,8 @@ _TX_OPS = {
     "1.0/runUdfDone": TransactionSyscalls.run_udf_done,
     "1.0/getFunctionMetadata": TransactionSyscalls.get_function_metadata,
 }
+_TX_OPS.update(STORAGE_TX_OPS)
+_TX_OPS.update(SCHEDULER_TX_OPS)
 
 
 class ActionSyscalls:
@@ -593,6 +642,9 @@ class ActionSyscalls:
             return self._inline_action(args)
         if op == "1.0/runUdfDone":
             return self._inline_done(args)
+        storage_op = STORAGE_ACTION_OPS.get(op) or SCHEDULER_ACTION_OPS.get(op)
+        if storage_op is not None:
+            return storage_op(self, args)
         kind = {"1.0/actions/query": "query", "1.0/actions/mutation": "mutation"}.get(op)
         if kind is None:
             raise HostSyscallError(f"Unknown async operation {op}")
@@ -630,12 +682,23 @@ class ActionSyscalls:
                 call_args,
                 caller=Caller("function", self.caller.identity),
                 expected=kind,
+                request_id=self.request_id,
             )
         except FunctionError as e:
             self.log_lines += e.log_lines
             raise HostSyscallError(e.message, to_json(e.data) if e.code == "ConvexError" else None)
         self.log_lines += result.log_lines
         return to_json(result.value)
+
+
+def _url_path(url: Any) -> str:
+    """The path of an HTTP action's URL, for its log entry (bounded, no query)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(str(url)).path[:256] or "/"
+    except ValueError:
+        return "/"
 
 
 def _text_response(status: int, text: str) -> dict:

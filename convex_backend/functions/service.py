@@ -13,6 +13,7 @@ from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from convex_backend.database.metrics import install_database_metrics
 from convex_backend.functions.metrics import FunctionMetrics
 from convex_backend.functions.modules import Deployer
 from convex_backend.functions.pool import WorkerPool
@@ -58,6 +59,10 @@ class FunctionsService(MultiService):
             pool.setName(f"{name} workers")
             pool.setServiceParent(self)
         runner.metrics = FunctionMetrics(self.deployment.metrics.registry, pools)
+        install_database_metrics(self.deployment.metrics.registry, database)
+        function_logs = getattr(self.deployment, "function_logs", None)
+        if function_logs is not None:
+            runner.log_sink = function_logs.sink
         self.deployment.database = database
         self.deployment.runner = runner
         self.deployer = self.deployment.deployer = deployer

@@ -663,17 +663,43 @@ class _Deployment:
                 routes = router.export_routes()
             except Exception as e:
                 raise LoadFailure(_describe(e), "http.py", None) from None
+        crons = None
+        crons_module = self.module("crons")
+        if crons_module is not None:
+            try:
+                crons = rt.crons_export(crons_module)
+            except Exception as e:
+                raise LoadFailure(_describe(e), "crons.py", None) from None
+        auth_config = None
+        auth_module = self.module("auth_config")
+        if auth_module is not None:
+            try:
+                auth_config = _auth_config_export(auth_module)
+            except Exception as e:
+                raise LoadFailure(_describe(e), "auth_config.py", None) from None
         return {
             "functions": functions,
             "schema": schema,
             "httpRoutes": routes,
-            "crons": None,
-            "authConfig": None,
+            "crons": crons,
+            "authConfig": auth_config,
         }
 
     def router(self, rt: Any) -> Any:
         module = self.module("http")
         return None if module is None else rt.http_router(module)
+
+
+def _auth_config_export(module: types.ModuleType) -> Any:
+    """``auth_config.providers`` as JSON; the host checks its shape at deploy time."""
+    import json  # noqa: PLC0415
+
+    if not hasattr(module, "providers"):
+        raise ValueError("auth_config.py must define `providers`, a list of auth providers")
+    try:
+        return json.loads(json.dumps(module.providers, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`providers` must hold only JSON values (dicts of strings): {e}")
 
 
 # -- the host connection and syscalls ----------------------------------------------

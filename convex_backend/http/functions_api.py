@@ -39,6 +39,8 @@ from convex_backend.auth.header import (
     UserCredentials,
     parse_authorization,
 )
+from convex_backend.auth.jwt import AuthenticationError
+from convex_backend.auth.users import user_authenticator
 from convex_backend.database.errors import DatabaseError, DatabaseUnavailable
 from convex_backend.deployment import Deployment
 from convex_backend.functions.modules import DeployError
@@ -230,7 +232,8 @@ def decode_ts(value: Any) -> int:
 # -- callers --------------------------------------------------------------------------
 
 
-def caller_for(deployment: Deployment, request: IRequest) -> Caller:
+async def caller_for(deployment: Deployment, request: IRequest) -> Caller:
+    """Who calls: anyone, an admin (maybe acting as a user), or a user with a verified JWT."""
     try:
         credentials = parse_authorization(request.getHeader(b"authorization"))
     except AuthorizationError as e:
@@ -238,12 +241,11 @@ def caller_for(deployment: Deployment, request: IRequest) -> Caller:
     if credentials is None:
         return Caller("client")
     if isinstance(credentials, UserCredentials):
-        raise ApiError(
-            401,
-            "Unauthenticated",
-            "User authentication (Bearer tokens) is not configured on this deployment; "
-            "call without an Authorization header, or as an admin with 'Convex <admin key>'",
-        )
+        try:
+            verified = await user_authenticator(deployment).authenticate(credentials.token)
+        except AuthenticationError as e:
+            raise ApiError(401, e.code, e.message)
+        return Caller("client", verified.identity)
     assert isinstance(credentials, AdminCredentials)
     if not deployment.admin_keys.is_valid(credentials.key):
         raise ApiError(401, "BadAdminKey", "The provided admin key was invalid for this instance")
@@ -319,7 +321,7 @@ class FunctionApi:
         self, request: IRequest, expected: str | None, path: Any, args: Any, value_format: Any
     ) -> bytes:
         runner = self._runner()
-        caller = caller_for(self.deployment, request)
+        caller = await caller_for(self.deployment, request)
         path = _function_path(path)
         encode = _encoder(value_format)
         decoded = _decode_args(args)
@@ -402,12 +404,12 @@ class FunctionApi:
             raise ApiError(400, "InvalidTimestamp", "`ts` is required (see /api/query_ts)")
         ts = decode_ts(body["ts"])
         runner = self._runner()
-        caller = caller_for(self.deployment, request)
         path = _function_path(body.get("path"))
         encode = _encoder(body.get("format"))
         args = _decode_args(body.get("args"))
 
         async def run() -> bytes:
+            caller = await caller_for(self.deployment, request)
             try:
                 result = await runner.call_query_at(path, args, ts, caller=caller)
             except FunctionError as e:
@@ -423,7 +425,6 @@ class FunctionApi:
     def query_batch(self, request: IRequest):
         body = read_json_body(request)
         runner = self._runner()
-        caller = caller_for(self.deployment, request)
         queries = body.get("queries")
         if not isinstance(queries, list):
             raise ApiError(400, "BadRequest", "`queries` must be a list of {path, args, format}")
@@ -444,7 +445,7 @@ class FunctionApi:
                 )
             )
 
-        async def one(path: str, args: Any, encode, ts: int) -> dict:
+        async def one(path: str, args: Any, encode, ts: int, caller: Caller) -> dict:
             try:
                 result = await runner.call_query_at(path, args, ts, caller=caller)
             except FunctionError as e:
@@ -454,6 +455,7 @@ class FunctionApi:
             return _result_json(result, encode)
 
         async def run() -> bytes:
+            caller = await caller_for(self.deployment, request)
             # Every query reads the same snapshot, held until the last one is done.
             try:
                 pin = runner.db.begin()
@@ -462,7 +464,7 @@ class FunctionApi:
             try:
                 results = await defer.gatherResults(
                     [
-                        defer.ensureDeferred(one(path, args, encode, pin.begin_ts))
+                        defer.ensureDeferred(one(path, args, encode, pin.begin_ts, caller))
                         for path, args, encode in prepared
                     ],
                     consumeErrors=True,

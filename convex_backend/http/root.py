@@ -64,7 +64,12 @@ class RootApp:
 
     def __init__(self, deployment: Deployment) -> None:
         from convex_backend.http.admin_api import AdminApi, FirstMatchResource
+        from convex_backend.http.crons_api import CronsApi
+        from convex_backend.http.dashboard_api import DashboardApi
         from convex_backend.http.functions_api import FunctionApi
+        from convex_backend.http.logs_api import LogsApi
+        from convex_backend.http.scheduler_api import SchedulerApi
+        from convex_backend.http.storage_api import StorageApi
 
         self.deployment = deployment
         self.functions_api = FunctionApi(deployment)
@@ -72,6 +77,11 @@ class RootApp:
         # (which owns /api/<path> catch-alls) stays last.
         apps = [
             AdminApi(deployment),
+            CronsApi(deployment),
+            LogsApi(deployment),
+            StorageApi(deployment),
+            DashboardApi(deployment),
+            SchedulerApi(deployment),
             self.functions_api,
         ]
         self._api = FirstMatchResource(*apps)
@@ -93,6 +103,13 @@ class RootApp:
     def api(self, request: IRequest):
         # Everything under /api/ that no route here claims: the admin and function APIs.
         return self._api
+
+    @app.route("/dashboard", branch=True)
+    @app.route("/dashboard/")
+    def dashboard(self, request: IRequest):
+        from convex_backend.http.dashboard import DashboardResource
+
+        return DashboardResource()
 
     @app.route("/http/", branch=True)
     def http_actions(self, request: IRequest):

@@ -33,6 +33,9 @@ LARGE_BODY_PREFIXES = (
 LARGE_BODY_LIMIT = 200_000_000
 #: HTTP actions accept 20 MiB bodies, whatever --max-request-bytes says.
 HTTP_ACTION_BODY_LIMIT = 20 * 1024 * 1024
+#: File uploads may be as large as --max-file-bytes; their bodies go to disk
+#: through the site's ``upload_body`` hook (file storage), never to memory.
+UPLOAD_PATH = b"/api/storage/upload"
 
 
 class ConvexRequest(Request):
@@ -47,7 +50,25 @@ class ConvexRequest(Request):
             self._body_too_large = True
             self.content = io.BytesIO()
             return
+        if self._upload_body():
+            return
         super().gotLength(length)
+
+    def _upload_body(self) -> bool:
+        channel = self.channel
+        hook = getattr(getattr(channel, "site", None), "upload_body", None)
+        uri = getattr(channel, "_path", b"") or b""
+        if hook is None or getattr(channel, "_command", b"") != b"POST":
+            return False
+        if uri.split(b"?", 1)[0] != UPLOAD_PATH:
+            return False
+        content = hook(uri)
+        if content is None:
+            return False
+        self.content = content
+        # Never parsed as a form: that would read the whole file into memory.
+        self._parsePOSTFormSubmission = False
+        return True
 
     def site_body_limit(self) -> int:
         path = getattr(self.channel, "_path", b"") or b""
@@ -57,6 +78,8 @@ class ConvexRequest(Request):
             return max(limit, LARGE_BODY_LIMIT)
         if path.startswith(b"/http/"):
             return HTTP_ACTION_BODY_LIMIT
+        if path.split(b"?", 1)[0] == UPLOAD_PATH:
+            return getattr(site, "max_upload_bytes", limit)
         return limit
 
     def handleContentChunk(self, data: bytes) -> None:

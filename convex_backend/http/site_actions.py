@@ -20,6 +20,7 @@ and answers with status, header pairs and body.
 from __future__ import annotations
 
 import base64
+import json
 
 import treq
 from twisted.internet import defer
@@ -33,7 +34,10 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from convex_backend.auth.jwt import AuthenticationError
+from convex_backend.auth.users import user_authenticator
 from convex_backend.deployment import Deployment
+from convex_backend.functions.runner import Caller
 from convex_backend.http.errors import write_json_error
 
 log = Logger(namespace="convex.http")
@@ -134,10 +138,35 @@ class HttpActionResource(Resource):
             ],
             "body": {"$bytes": base64.b64encode(body).decode()} if body else None,
         }
-        d = defer.ensureDeferred(runner.call_http(request_json))
+        d = defer.ensureDeferred(self._call(runner, request, request_json))
         d.addCallback(self._respond, request)
         d.addErrback(self._failed, request)
         return NOT_DONE_YET
+
+    async def _call(self, runner, request: IRequest, request_json: dict) -> dict:
+        """Run the action as the user of a ``Bearer`` token; a refused token is a 401.
+
+        Other ``Authorization`` schemes are the handler's business (webhooks).
+        """
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, token = header.strip().partition(b" ")
+        caller = None
+        if scheme.lower() == b"bearer" and token.strip():
+            try:
+                verified = await user_authenticator(self.deployment).authenticate(
+                    token.strip().decode("ascii")
+                )
+            except (AuthenticationError, UnicodeDecodeError) as e:
+                message = getattr(e, "message", "The Bearer token is not ASCII")
+                code = getattr(e, "code", "InvalidAuthHeader")
+                body = json.dumps({"code": code, "message": message}).encode()
+                return {
+                    "status": 401,
+                    "headers": [["content-type", "application/json"]],
+                    "body": {"$bytes": base64.b64encode(body).decode()},
+                }
+            caller = Caller("client", verified.identity)
+        return await runner.call_http(request_json, caller=caller)
 
     def _respond(self, response: dict, request: IRequest) -> None:
         if request._disconnected:

@@ -28,10 +28,14 @@ synchronous. The modules:
 - ``schema``: ``define_schema``/``define_table``
 - ``router``, ``web``: ``HttpRouter``, ``Request``, ``Response``
 - ``errors``: ``ConvexError``
+- ``crons``: ``Crons`` (``cron_jobs()``), for ``crons.py``
+- ``references``: ``api``/``internal`` function references
+- ``scheduler``: ``ctx.scheduler`` (``run_after``, ``run_at``, ``cancel``)
 - ``_runtime``: the interface the function worker uses (not for user code)
 """
 
 from convex_backend.server.context import ActionCtx, Auth, MutationCtx, QueryCtx
+from convex_backend.server.crons import Crons, cron_jobs
 from convex_backend.server.database import DatabaseReader, DatabaseWriter
 from convex_backend.server.errors import ConvexError, ConvexFunctionError
 from convex_backend.server.queries import (
@@ -42,6 +46,7 @@ from convex_backend.server.queries import (
     QueryInitializer,
     SearchFilterBuilder,
 )
+from convex_backend.server.references import FunctionReference, api, get_function_name, internal
 from convex_backend.server.registration import (
     RegisteredFunction,
     action,
@@ -53,6 +58,7 @@ from convex_backend.server.registration import (
     query,
 )
 from convex_backend.server.router import HttpRouter, http_router
+from convex_backend.server.scheduler import Scheduler
 from convex_backend.server.schema import (
     SchemaDefinition,
     TableDefinition,
@@ -69,10 +75,12 @@ __all__ = [
     "Auth",
     "ConvexError",
     "ConvexFunctionError",
+    "Crons",
     "DatabaseReader",
     "DatabaseWriter",
     "Expression",
     "FilterBuilder",
+    "FunctionReference",
     "Headers",
     "HttpRouter",
     "IndexRangeBuilder",
@@ -84,15 +92,20 @@ __all__ = [
     "RegisteredFunction",
     "Request",
     "Response",
+    "Scheduler",
     "SchemaDefinition",
     "SearchFilterBuilder",
     "TableDefinition",
     "Validator",
     "action",
+    "api",
+    "cron_jobs",
     "define_schema",
     "define_table",
+    "get_function_name",
     "http_action",
     "http_router",
+    "internal",
     "internal_action",
     "internal_mutation",
     "internal_query",

@@ -6,8 +6,8 @@ The worker (``convex_backend.functions.worker``) uses only the names here:
   ``async_syscall(op, args)``, both synchronous, both taking and returning
   plain JSON-able objects (Convex-JSON); ``async_syscall`` raises
   :class:`SyscallError` for a host error.
-* :func:`registered_functions`, :func:`schema_export`, :func:`http_router` —
-  what a loaded module exports (the ``analyze`` answer).
+* :func:`registered_functions`, :func:`schema_export`, :func:`http_router`,
+  :func:`crons_export` — what a loaded module exports (the ``analyze`` answer).
 * :func:`invoke` and :func:`invoke_http` — run one function call: decode the
   args, build the ctx for the function's type, run the handler (coroutines on
   a fresh event loop), encode the result. Exceptions propagate; a
@@ -27,6 +27,7 @@ from typing import Any
 
 from convex_backend.server._syscalls import CONVEX_VERSION, Invocation, SyscallError, Syscalls
 from convex_backend.server.context import ActionCtx, MutationCtx, QueryCtx
+from convex_backend.server.crons import Crons
 from convex_backend.server.errors import ConvexError
 from convex_backend.server.queries import Query, QueryInitializer
 from convex_backend.server.registration import RegisteredFunction
@@ -39,6 +40,7 @@ __all__ = [
     "CONVEX_VERSION",
     "SyscallError",
     "Syscalls",
+    "crons_export",
     "error_data_json",
     "http_router",
     "invoke",
@@ -90,6 +92,18 @@ def http_router(module: ModuleType) -> HttpRouter | None:
             f"but `http` is a {type(router).__name__}"
         )
     return router
+
+
+def crons_export(module: ModuleType) -> dict[str, Any] | None:
+    """The export of ``crons.py``'s ``crons`` (a :class:`Crons`), or ``None`` if it has none."""
+    crons = getattr(module, "crons", None)
+    if crons is None:
+        return None
+    if not isinstance(crons, Crons):
+        raise TypeError(
+            f"crons.py must define `crons = Crons()`, but `crons` is a {type(crons).__name__}"
+        )
+    return crons.export()
 
 
 def error_data_json(error: ConvexError) -> Any:

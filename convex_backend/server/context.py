@@ -13,7 +13,8 @@ mutation   ``run_query``, ``run_mutation``           ``1.0/runUdf``
 action     ``run_query``/``run_mutation``/``run_action``  ``1.0/actions/<type>``
 =========  ========================================  ============================
 
-A function is named by a :class:`RegisteredFunction` (its ``path``) or a
+A function is named by a reference (``api.messages.send``, see
+``references``), a :class:`RegisteredFunction` (its ``path``) or a
 string: ``"dir/module:export"``; ``"dir/module"`` means the ``default``
 export and a ``.py`` suffix on the module is dropped; ``"function://..."``
 strings are function handles.
@@ -26,7 +27,10 @@ from typing import Any
 
 from convex_backend.server._syscalls import CONVEX_VERSION, Invocation
 from convex_backend.server.database import DatabaseReader, DatabaseWriter
+from convex_backend.server.references import FunctionReference as _Reference
 from convex_backend.server.registration import RegisteredFunction
+from convex_backend.server.scheduler import Scheduler
+from convex_backend.server.storage import StorageActionWriter, StorageReader, StorageWriter
 from convex_backend.values import from_json, from_python, to_json
 
 __all__ = [
@@ -39,7 +43,7 @@ __all__ = [
     "function_address",
 ]
 
-FunctionReference = RegisteredFunction | str
+FunctionReference = RegisteredFunction | _Reference | str
 
 
 def canonical_function_name(name: str) -> str:
@@ -54,10 +58,13 @@ def canonical_function_name(name: str) -> str:
     return f"{module}:{export}"
 
 
-def function_address(fn: FunctionReference, udf_type: str) -> dict[str, str]:
-    """The ``name``/``functionHandle`` part of a call's syscall args."""
+def function_address(fn: FunctionReference, udf_type: str | None) -> dict[str, str]:
+    """The ``name``/``functionHandle`` part of a call's syscall args
+    (``udf_type`` None: any type, the host checks it)."""
+    if isinstance(fn, _Reference):
+        return {"name": fn.__convex_path__}
     if isinstance(fn, RegisteredFunction):
-        if fn.udf_type != udf_type:
+        if udf_type is not None and fn.udf_type != udf_type:
             raise TypeError(f"{fn!r} is a {fn.udf_type}, not a {udf_type}")
         if fn.path is None:
             raise ValueError(
@@ -114,6 +121,7 @@ class QueryCtx(_Ctx):
     def __init__(self, invocation: Invocation) -> None:
         super().__init__(invocation)
         self.db = DatabaseReader(invocation)
+        self.storage = StorageReader(invocation)
 
     def run_query(self, fn: FunctionReference, args: Mapping[str, Any] | None = None) -> Any:
         """Run a query in this query's snapshot; returns its result."""
@@ -128,6 +136,8 @@ class MutationCtx(_Ctx):
     def __init__(self, invocation: Invocation) -> None:
         super().__init__(invocation)
         self.db = DatabaseWriter(invocation)
+        self.storage = StorageWriter(invocation)
+        self.scheduler = Scheduler(invocation, action=False)
 
     def run_query(self, fn: FunctionReference, args: Mapping[str, Any] | None = None) -> Any:
         """Run a query inside this mutation's transaction (it sees its writes)."""
@@ -141,6 +151,11 @@ class MutationCtx(_Ctx):
 class ActionCtx(_Ctx):
     """The ctx of an action or HTTP action: ``auth``, ``run_query``,
     ``run_mutation``, ``run_action``. Each call is its own transaction."""
+
+    def __init__(self, invocation: Invocation) -> None:
+        super().__init__(invocation)
+        self.storage = StorageActionWriter(invocation)
+        self.scheduler = Scheduler(invocation, action=True)
 
     def _run_action_op(self, udf_type: str, fn: FunctionReference, args: Any) -> Any:
         payload = dict(function_address(fn, udf_type))

@@ -21,6 +21,11 @@ update computes the difference from what was last sent, updates that could not
 be sent (the client is slow and the transport paused us) coalesce instead of
 queueing.
 
+Auth: ``Authenticate`` with a user token is verified asynchronously (the
+provider's keys may have to be fetched); messages that arrive meanwhile are held
+and then handled in order, so they run as the new identity. A refused token gets
+an ``AuthError`` and the socket is closed; so does an accepted one once it expires.
+
 Mutations run one at a time in arrival order (bounded queue), each answered by
 a ``MutationResponse`` and then a ``Transition`` whose ``endVersion.ts`` is at
 least the commit timestamp, so the client sees its own writes. Actions run
@@ -39,8 +44,11 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from convex_backend.auth.identity import IdentityError, normalize_identity
+from convex_backend.auth.jwt import AuthenticationError
+from convex_backend.auth.users import user_authenticator
 from convex_backend.functions.runner import Caller, FunctionError, canonicalize_path
 from convex_backend.sync import protocol as p
 from convex_backend.sync.hub import SyncHub
@@ -52,6 +60,8 @@ log = Logger(namespace="convex.sync")
 CLOSE_NORMAL = 1000
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
+#: Messages a client may send while its user token is being verified.
+MAX_HELD_MESSAGES = 1000
 
 
 def encode_journal(end_cursor: str) -> str:
@@ -183,6 +193,11 @@ class SyncSession:
         # Who the client is; the generation changes with every Authenticate.
         self._caller = Caller("client")
         self._identity_generation = 0
+        # While a user token is verified (asynchronously), later messages wait
+        # here so they run as the identity it gives; None when not verifying.
+        self._held: deque | None = None
+        # Fires when the accepted user token expires.
+        self._expiry_call: Any = None
         self._queries: dict[int, QueryState] = {}
         self._removed: list[int] = []
         # Update scheduling.
@@ -227,7 +242,12 @@ class SyncSession:
             return
         try:
             message = p.parse_client_message(text)
-            self._handle(message)
+            if self._held is not None:
+                if len(self._held) >= MAX_HELD_MESSAGES:
+                    raise p.ProtocolError("Too many messages sent while authenticating")
+                self._held.append(message)
+            else:
+                self._handle(message)
         except p.ProtocolError as e:
             self._fatal(str(e))
         except Exception:
@@ -243,7 +263,7 @@ class SyncSession:
         if self.closed:
             return
         self.closed = True
-        for call in (self._ping_call, self._update_call):
+        for call in (self._ping_call, self._update_call, self._expiry_call):
             if call is not None and call.active():
                 call.cancel()
         self._update_call = None
@@ -379,17 +399,79 @@ class SyncSession:
                     return
             caller = Caller("admin", identity)
         else:
-            self._auth_error(
-                "Authentication with user tokens (JWT) is not supported by this backend yet: "
-                "no auth providers are configured. Use an admin key or no authentication."
-            )
+            self._verify_user_token(message)
+            return
+        self._accept_identity(caller, message.base_version)
+
+    def _accept_identity(
+        self, caller: Caller, base_version: int, expires_in: float | None = None
+    ) -> None:
+        if self.closed:
             return
         self._caller = caller
         self._identity_generation += 1
-        self.identity_version = message.base_version + 1
+        self.identity_version = base_version + 1
+        if self._expiry_call is not None and self._expiry_call.active():
+            self._expiry_call.cancel()
+        self._expiry_call = None
+        if expires_in is not None:
+            self._expiry_call = self.reactor.callLater(max(0.0, expires_in), self._token_expired)
         # The client confirms auth only on a Transition that bumps identity,
         # so one must follow even if no query changed.
         self._request_update(required=True)
+
+    def _verify_user_token(self, message: p.Authenticate) -> None:
+        """Check a JWT (its keys may need fetching); hold later messages meanwhile."""
+        self._held = deque()
+        authenticator = user_authenticator(self.hub.deployment)
+        d = defer.ensureDeferred(authenticator.authenticate(message.value))
+
+        def verified(result: Any) -> None:
+            if isinstance(result, Failure):
+                if result.check(AuthenticationError):
+                    self._auth_error(result.value.message)
+                else:
+                    log.failure("Verifying a user token failed", result)
+                    self._auth_error("The token could not be verified (internal error)")
+            else:
+                identity = result.identity
+                seconds = authenticator.seconds_left(result)
+                self._accept_identity(Caller("client", identity), message.base_version, seconds)
+            self._release_held()
+
+        d.addBoth(verified)
+        d.addErrback(self._internal_failure)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        while held and not self.closed:
+            message = held.popleft()
+            try:
+                self._handle(message)
+            except p.ProtocolError as e:
+                self._fatal(str(e))
+                return
+            if self._held is not None:
+                # Another Authenticate is being verified: the rest waits for it.
+                self._held.extend(held)
+                return
+
+    def _token_expired(self) -> None:
+        """The user token has expired: the client must fetch and send a fresh one."""
+        self._expiry_call = None
+        if self.closed:
+            return
+        log.info("Closing a sync session whose user token expired")
+        # authUpdateAttempted false: not an answer to an Authenticate. The
+        # client then fetches a fresh token and reconnects with it.
+        self._send(
+            p.auth_error(
+                "Token expired: authenticate again with a fresh token",
+                max(0, self.identity_version - 1),
+                False,
+            )
+        )
+        self._close(CLOSE_NORMAL, "AuthError")
 
     def _auth_error(self, message: str) -> None:
         log.info("Sync session authentication failed: {message}", message=message)
