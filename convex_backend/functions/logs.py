@@ -20,8 +20,8 @@ of holding up the HTTP drain.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,11 +30,8 @@ from prometheus_client import Gauge
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from convex_backend.functions.runner import Caller, CallResult, FunctionError
-
-log = Logger(namespace="convex.functions.logs")
 
 DEFAULT_CAPACITY = 10_000
 #: Log lines can be long (4 KiB each, 256 per execution): bound their total too.
@@ -56,14 +53,94 @@ Match = Callable[[dict], bool]
 
 
 class LogRecord:
-    """One entry (its wire shape), its cursor and its approximate size."""
+    """One execution: its cursor, approximate size and what its entry is made of.
 
-    __slots__ = ("cursor", "entry", "size")
+    The wire shape (:attr:`entry`) is built when first read, not on the hot path
+    of every execution, and kept.
+    """
 
-    def __init__(self, cursor: float, entry: dict, size: int) -> None:
+    __slots__ = (
+        "_entry",
+        "cached",
+        "caller",
+        "cursor",
+        "error",
+        "identifier",
+        "identity_type",
+        "lines",
+        "request_id",
+        "retries",
+        "seconds",
+        "size",
+        "timestamp",
+        "udf_type",
+    )
+
+    def __init__(
+        self,
+        cursor: float,
+        timestamp: float,
+        identifier: str,
+        udf_type: str,
+        caller: Caller,
+        request_id: str,
+        seconds: float,
+        error: str | None,
+        lines: list[str],
+        retries: int,
+        cached: bool,
+    ) -> None:
         self.cursor = cursor
-        self.entry = entry
+        self.timestamp = timestamp
+        self.identifier = identifier
+        self.udf_type = udf_type
+        self.caller = caller.kind
+        self.identity_type = identity_type(caller)
+        self.request_id = request_id
+        self.seconds = seconds
+        self.error = error
+        self.lines = lines
+        self.retries = retries
+        self.cached = cached
+        size = _ENTRY_BYTES + len(identifier) + len(error or "")
+        for line in lines:
+            size += len(line) if isinstance(line, str) else 100
         self.size = size
+        self._entry: dict | None = None
+
+    @property
+    def entry(self) -> dict:
+        """The ``Completion`` entry, as the CLI and the dashboard read it."""
+        if self._entry is None:
+            now = self.timestamp
+            line_ms = now * 1000.0
+            self._entry = {
+                "kind": "Completion",
+                "udfType": UDF_TYPES.get(self.udf_type, self.udf_type),
+                "identifier": self.identifier,
+                "componentPath": None,
+                "logLines": [structured_line(line, line_ms) for line in self.lines],
+                "timestamp": now,
+                "executionTimestamp": now - self.seconds,
+                "cachedResult": self.cached,
+                "executionTime": self.seconds,
+                "userExecutionTime": None,
+                "error": self.error,
+                "success": None,
+                "requestId": self.request_id,
+                "executionId": os.urandom(16).hex(),
+                "caller": self.caller,
+                "parentExecutionId": None,
+                "identityType": self.identity_type,
+                "environment": "python",
+                "returnBytes": None,
+                "occInfo": {"retryCount": self.retries} if self.retries else None,
+                "willRetry": False,
+                "usageStats": None,
+            }
+            # The raw lines are in the entry now.
+            self.lines = []
+        return self._entry
 
 
 class _Waiter:
@@ -182,62 +259,36 @@ class FunctionLogs(Service):
         log_lines: Iterable[str] = (),
         retries: int = 0,
         cached: bool = False,
-    ) -> dict:
-        """Add one Completion entry (finished now, after ``seconds``); returns it."""
-        caller = caller or Caller()
+    ) -> LogRecord:
+        """Add one execution (finished now, after ``seconds``); returns its record."""
         now = self.wall()
         cursor = now * 1000.0
         if cursor <= self._last_cursor:
             # Same millisecond (or a clock step back): still strictly after the last.
             cursor = self._last_cursor + 0.001
         self._last_cursor = cursor
-        line_ms = now * 1000.0
-        lines = []
-        size = _ENTRY_BYTES + len(identifier) + len(error or "")
-        for raw in log_lines:
-            lines.append(structured_line(raw, line_ms))
-            size += len(raw) if isinstance(raw, str) else 100
-        entry = {
-            "kind": "Completion",
-            "udfType": UDF_TYPES.get(udf_type, udf_type),
-            "identifier": identifier,
-            "componentPath": None,
-            "logLines": lines,
-            "timestamp": now,
-            "executionTimestamp": now - seconds,
-            "cachedResult": cached,
-            "executionTime": seconds,
-            "userExecutionTime": None,
-            "error": error,
-            "success": None,
-            "requestId": request_id,
-            "executionId": uuid.uuid4().hex,
-            "caller": caller.kind,
-            "parentExecutionId": None,
-            "identityType": identity_type(caller),
-            "environment": "python",
-            "returnBytes": None,
-            "occInfo": {"retryCount": retries} if retries else None,
-            "willRetry": False,
-            "usageStats": None,
-        }
-        record = LogRecord(cursor, entry, size)
+        record = LogRecord(
+            cursor,
+            now,
+            identifier,
+            udf_type,
+            caller or Caller(),
+            request_id,
+            seconds,
+            error,
+            list(log_lines),
+            retries,
+            cached,
+        )
         self.records.append(record)
-        self.bytes += size
+        self.bytes += record.size
         while len(self.records) > self.capacity or (
             self.bytes > self.max_bytes and len(self.records) > 1
         ):
             self.bytes -= self.records.popleft().size
-        log.debug(
-            "{udf_type} {identifier} {status} in {ms:.1f} ms",
-            udf_type=entry["udfType"],
-            identifier=identifier,
-            status="failed" if error is not None else "succeeded",
-            ms=seconds * 1000,
-        )
         if self._waiters:
             self._wake(record)
-        return entry
+        return record
 
     # -- reading ---------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ class BufferTests(TestCase):
             request_id="req1",
             seconds=0.25,
             log_lines=["[LOG] 'hello'", "[WARN] 'careful'", "no level"],
-        )
+        ).entry
         self.assertEqual(entry["kind"], "Completion")
         self.assertEqual(entry["udfType"], "Query")
         self.assertEqual(entry["identifier"], "messages:list")
@@ -93,11 +93,13 @@ class BufferTests(TestCase):
             ],
         )
         wall.now += 1
-        other = logs.record("m:f", "httpAction", caller=Caller("admin"), retries=3)
+        other = logs.record("m:f", "httpAction", caller=Caller("admin"), retries=3).entry
         self.assertEqual(other["udfType"], "HttpAction")
         self.assertEqual(other["identityType"], "DeploymentAdmin")
         self.assertEqual(other["occInfo"], {"retryCount": 3})
         self.assertNotEqual(other["executionId"], entry["executionId"])
+        # Built once: every read sees the same entry.
+        self.assertIs(logs.read(0)[0][0], entry)
 
     def test_structured_lines(self) -> None:
         for raw, level, text in [
@@ -121,7 +123,9 @@ class BufferTests(TestCase):
             (Caller("function"), "None"),
         ]
         for caller, expected in cases:
-            self.assertEqual(logs.record("m:f", "query", caller=caller)["identityType"], expected)
+            self.assertEqual(
+                logs.record("m:f", "query", caller=caller).entry["identityType"], expected
+            )
 
     def test_cursors_strictly_increase_within_a_millisecond(self) -> None:
         logs, _clock, wall = buffer()

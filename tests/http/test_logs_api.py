@@ -20,33 +20,55 @@ from convex_backend.http.logs_api import DEFAULT_POLL_TIMEOUT
 from convex_backend.http.site import ConvexSite
 from convex_backend.service import build
 from tests.helpers import admin_key_for, make_config
-from tests.http.fixtures import BASE, ApiTestCase
+from tests.http.fixtures import ApiTestCase
 
 STREAM = "/api/stream_function_logs"
 
 
 class LogsApiTestCase(ApiTestCase):
+    """The API on a real loopback port: polls stay open while other requests run."""
+
     async def setUp(self) -> None:
         await super().setUp()
         self.clock = task.Clock()
         self.logs = FunctionLogs(self.clock)
         self.deployment.function_logs = self.logs
         self.runner.log_sink = self.logs.sink
+        self.site = ConvexSite(self.root_resource(), metrics=self.deployment.metrics)
+        port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.base = f"http://127.0.0.1:{port.getHost().port}"
 
     def start(self, path: str, *, admin: bool = True) -> defer.Deferred:
         """Send a GET without waiting for it: fires with (response, body)."""
         headers = {"Authorization": f"Convex {self.key}"} if admin else {}
-        pump = task.LoopingCall(self.treq.flush)
-        pump.start(0.002)
 
         async def run():
-            try:
-                response = await self.treq.request("GET", BASE + path, headers=headers)
-                return response, await response.content()
-            finally:
-                pump.stop()
+            response = await treq.get(self.base + path, headers=headers, persistent=False)
+            return response, await response.content()
 
         return defer.ensureDeferred(run())
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        data: bytes | None = None,
+        headers: dict | None = None,
+        admin: bool = False,
+    ):
+        headers = dict(headers or {})
+        if admin:
+            headers["Authorization"] = f"Convex {self.key}"
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        response = await treq.request(
+            method, self.base + path, data=data, headers=headers, persistent=False
+        )
+        return response, await response.content()
 
     async def poll(self, query: str = "cursor=0") -> dict:
         response, content = await self.request("GET", f"{STREAM}?{query}", admin=True)
@@ -195,7 +217,7 @@ class DisconnectTests(LogsApiTestCase):
     """A client that goes away while waiting: over a real TCP connection."""
 
     async def test_disconnect_cancels_the_poll(self) -> None:
-        site = ConvexSite(self.root_resource(), metrics=self.deployment.metrics)
+        site = self.site
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         factory = ClientFactory()
