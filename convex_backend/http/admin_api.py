@@ -36,8 +36,8 @@ from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from convex_backend.database.errors import DatabaseError, DatabaseUnavailable
-from convex_backend.deployment import Deployment
+from convex_backend.database.errors import DatabaseError
+from convex_backend.http.api_app import DeploymentApp
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.functions_api import read_json_body
 from convex_backend.http.root import json_response, require_admin
@@ -73,23 +73,11 @@ def _environment_rows(tx) -> list[dict]:
     return tx.query(_scan(ENVIRONMENT_TABLE), system=True).collect()
 
 
-class AdminApi:
+class AdminApi(DeploymentApp):
     app = Klein()
     install_error_handlers(app)
 
-    def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment
-
-    def resource(self):
-        return self.app.resource()
-
     # -- helpers -------------------------------------------------------------------
-
-    def _database(self):
-        database = getattr(self.deployment, "database", None)
-        if database is None or not getattr(database, "loaded", True):
-            raise ApiError(503, "NotReady", "The deployment is starting; try again shortly")
-        return database
 
     def _admin_json(self, request: IRequest) -> dict:
         """The JSON body of an admin POST, after the admin check (header or ``adminKey``)."""
@@ -105,25 +93,13 @@ class AdminApi:
         require_admin(self.deployment, request, key if isinstance(key, str) else None)
         return body
 
-    def _read(self, fn):
-        """``fn(tx)`` in a privileged read-only transaction at the latest snapshot."""
-        database = self._database()
-        try:
-            tx = database.begin(privileged=True)
-        except DatabaseUnavailable as e:
-            raise ApiError(503, "NotReady", e.message)
-        try:
-            return fn(tx)
-        finally:
-            tx.close()
-
     # -- tables --------------------------------------------------------------------
 
     @app.route("/clear_tables", methods=["POST"])
     @route("/api/clear_tables")
     def clear_tables(self, request: IRequest):
         body = self._admin_json(request)
-        database = self._database()
+        database = self.part("database")
         names = body.get("tableNames")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ApiError(400, "BadRequest", "`tableNames` must be a list of table names")
@@ -170,20 +146,20 @@ class AdminApi:
     @route("/api/tables")
     def tables(self, request: IRequest):
         require_admin(self.deployment, request)
-        database = self._database()
+        database = self.part("database")
 
         def list_tables(tx) -> list[dict]:
             return [
                 {"name": name, "documentCount": tx.count(name)} for name in _user_tables(database)
             ]
 
-        return json_response(request, {"tables": self._read(list_tables)})
+        return json_response(request, {"tables": self.read(list_tables)})
 
     @app.route("/tables/<table>/documents", methods=["GET"])
     @route("/api/tables/{table}/documents")
     def documents(self, request: IRequest, table: str):
         require_admin(self.deployment, request)
-        database = self._database()
+        database = self.part("database")
         params = _params(request)
         if table.startswith("_") or table not in database.store.tables_by_name:
             raise ApiError(404, "TableNotFound", f"Table {table[:64]!r} does not exist")
@@ -217,12 +193,12 @@ class AdminApi:
                 "continueCursor": result["continueCursor"],
             }
 
-        return json_response(request, self._read(page))
+        return json_response(request, self.read(page))
 
     # -- environment variables -----------------------------------------------------
 
     def _environment(self) -> dict[str, str]:
-        rows = self._read(_environment_rows)
+        rows = self.read(_environment_rows)
         return {row["name"]: row["value"] for row in sorted(rows, key=lambda r: r["name"])}
 
     @app.route("/environment_variables", methods=["GET"])
@@ -242,7 +218,7 @@ class AdminApi:
     @route("/api/update_environment_variables")
     def update_environment_variables(self, request: IRequest):
         body = self._admin_json(request)
-        database = self._database()
+        database = self.part("database")
         changes = _validate_changes(body.get("changes"))
 
         def apply(tx) -> None:
@@ -286,9 +262,7 @@ class AdminApi:
     @route("/api/deployment")
     def deployment_info(self, request: IRequest):
         require_admin(self.deployment, request)
-        deployer = getattr(self.deployment, "deployer", None)
-        if deployer is None:
-            raise ApiError(503, "NotReady", "The deployment is starting; try again shortly")
+        deployer = self.part("deployer")
         analysis = deployer.analysis or {}
         functions = [
             {

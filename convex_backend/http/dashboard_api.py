@@ -34,7 +34,7 @@ from twisted.web.iweb import IRequest
 
 from convex_backend.database.errors import DatabaseError, DatabaseUnavailable, OccConflict
 from convex_backend.database.tables import is_system_table
-from convex_backend.deployment import Deployment
+from convex_backend.http.api_app import DeploymentApp, not_ready
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.functions_api import read_json_body
 from convex_backend.http.root import json_response, require_admin
@@ -51,21 +51,9 @@ MAX_DELETE_IDS = 1000
 _OPS = ("eq", "neq", "lt", "lte", "gt", "gte")
 
 
-class DashboardApi:
+class DashboardApi(DeploymentApp):
     app = Klein()
     install_error_handlers(app)
-
-    def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment
-
-    def resource(self):
-        return self.app.resource()
-
-    def _database(self):
-        database = getattr(self.deployment, "database", None)
-        if database is None or not getattr(database, "loaded", True):
-            raise ApiError(503, "NotReady", "The deployment is starting; try again shortly")
-        return database
 
     def _body(self, request: IRequest) -> dict:
         require_admin(self.deployment, request)
@@ -73,11 +61,11 @@ class DashboardApi:
 
     async def _write(self, fn) -> Any:
         """``fn(tx)`` in a user-level transaction, committed; database errors become 400s."""
-        database = self._database()
+        database = self.part("database")
         try:
             result, _ts = await database.run(fn)
         except DatabaseUnavailable as e:
-            raise ApiError(503, "NotReady", e.message)
+            raise not_ready(e.message)
         except OccConflict as e:
             raise ApiError(409, e.code, "The documents changed too often to write; try again")
         except DatabaseError as e:
@@ -92,7 +80,7 @@ class DashboardApi:
     @route("/api/dashboard/documents")
     def documents(self, request: IRequest):
         require_admin(self.deployment, request)
-        database = self._database()
+        database = self.part("database")
         params = _params(request)
         table = _table_name(params.get("table"))
         if table not in database.store.tables_by_name:
@@ -125,7 +113,7 @@ class DashboardApi:
         try:
             tx = database.begin()
         except DatabaseUnavailable as e:
-            raise ApiError(503, "NotReady", e.message)
+            raise not_ready(e.message)
         try:
             answer = page(tx)
         except (DatabaseError, ConvexValueError) as e:
@@ -141,7 +129,7 @@ class DashboardApi:
     @route("/api/dashboard/documents/insert")
     def insert(self, request: IRequest):
         body = self._body(request)
-        self._database()
+        self.part("database")
         table = _table_name(body.get("table"))
         document = _document(body.get("document"))
 
@@ -155,7 +143,7 @@ class DashboardApi:
     @route("/api/dashboard/documents/update")
     def update(self, request: IRequest):
         body = self._body(request)
-        self._database()
+        self.part("database")
         doc_id = _id(body.get("id"))
         document = _document(body.get("document"))
         table = body.get("table")
@@ -176,7 +164,7 @@ class DashboardApi:
     @route("/api/dashboard/documents/delete")
     def delete(self, request: IRequest):
         body = self._body(request)
-        self._database()
+        self.part("database")
         ids = body.get("ids")
         if not isinstance(ids, list) or not ids:
             raise ApiError(400, "BadRequest", "`ids` must be a non-empty list of document ids")

@@ -45,6 +45,7 @@ from convex_backend.database.errors import DatabaseError, DatabaseUnavailable
 from convex_backend.deployment import Deployment
 from convex_backend.functions.modules import DeployError
 from convex_backend.functions.runner import Caller, FunctionError
+from convex_backend.http.api_app import DeploymentApp
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.root import json_response, require_admin
 from convex_backend.http.site import route
@@ -301,21 +302,12 @@ def _database_error(e: DatabaseError) -> ApiError:
     return ApiError(400, e.code, e.message)
 
 
-class FunctionApi:
+class FunctionApi(DeploymentApp):
     app = Klein()
     install_error_handlers(app)
 
-    def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment
-
-    def resource(self):
-        return self.app.resource()
-
     def _runner(self):
-        runner = getattr(self.deployment, "runner", None)
-        if runner is None:
-            raise ApiError(503, "NotReady", "The deployment is starting; try again shortly")
-        return runner
+        return self.part("runner")
 
     async def _run(
         self, request: IRequest, expected: str | None, path: Any, args: Any, value_format: Any
@@ -484,9 +476,7 @@ class FunctionApi:
     def deploy(self, request: IRequest):
         require_admin(self.deployment, request)
         body = read_json_body(request)
-        deployer = getattr(self.deployment, "deployer", None)
-        if deployer is None:
-            raise ApiError(503, "NotReady", "The deployment is starting; try again shortly")
+        deployer = self.part("deployer")
 
         async def push() -> bytes:
             try:

@@ -23,7 +23,8 @@ from twisted.web.iweb import IRequest
 
 from convex_backend.deployment import Deployment
 from convex_backend.functions.logs import LEVELS, make_filter
-from convex_backend.http.errors import ApiError, bad_request, install_error_handlers
+from convex_backend.http.api_app import DeploymentApp
+from convex_backend.http.errors import bad_request, install_error_handlers
 from convex_backend.http.root import json_response, require_admin
 from convex_backend.http.site import route
 
@@ -35,24 +36,19 @@ MAX_LIMIT = 10_000
 MAX_FUNCTIONS = 100
 
 
-class LogsApi:
+class LogsApi(DeploymentApp):
     app = Klein()
     install_error_handlers(app)
 
     def __init__(self, deployment: Deployment, poll_timeout: float = DEFAULT_POLL_TIMEOUT) -> None:
-        self.deployment = deployment
+        super().__init__(deployment)
         self.poll_timeout = poll_timeout
-
-    def resource(self):
-        return self.app.resource()
 
     @app.route("/stream_function_logs", methods=["GET"])
     @route("/api/stream_function_logs")
     def stream_function_logs(self, request: IRequest):
         require_admin(self.deployment, request)
-        logs = getattr(self.deployment, "function_logs", None)
-        if logs is None:
-            raise ApiError(503, "NotReady", "The deployment is starting; try again shortly")
+        logs = self.part("function_logs")
         cursor = _cursor(_arg(request, "cursor"))
         limit = _limit(_arg(request, "limit"))
         match = make_filter(

@@ -23,7 +23,7 @@ from twisted.internet import defer
 from twisted.web.iweb import IRequest
 
 from convex_backend.database.errors import DatabaseError
-from convex_backend.deployment import Deployment
+from convex_backend.http.api_app import DeploymentApp
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.functions_api import read_json_body
 from convex_backend.http.root import json_response, require_admin
@@ -48,21 +48,12 @@ def _limit(request: IRequest) -> int:
     return limit
 
 
-class SchedulerApi:
+class SchedulerApi(DeploymentApp):
     app = Klein()
     install_error_handlers(app)
 
-    def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment
-
-    def resource(self):
-        return self.app.resource()
-
     def _scheduler(self):
-        scheduler = getattr(self.deployment, "scheduler", None)
-        if scheduler is None or not scheduler.is_ready:
-            raise ApiError(503, "NotReady", "The deployment is starting; try again shortly")
-        return scheduler
+        return self.part("scheduler")
 
     @app.route("/scheduled_functions", methods=["GET"])
     @route("/api/scheduled_functions")

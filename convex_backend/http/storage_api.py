@@ -34,7 +34,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from convex_backend.database.errors import DatabaseError, DatabaseUnavailable
-from convex_backend.deployment import Deployment
+from convex_backend.http.api_app import DeploymentApp, not_ready
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.functions_api import read_json_body
 from convex_backend.http.root import json_response, require_admin
@@ -106,21 +106,12 @@ class _RangeResource(Resource):
         return NOT_DONE_YET
 
 
-class StorageApi:
+class StorageApi(DeploymentApp):
     app = Klein()
     install_error_handlers(app)
 
-    def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment
-
-    def resource(self):
-        return self.app.resource()
-
     def _storage(self):
-        storage = getattr(self.deployment, "storage", None)
-        if storage is None:
-            raise ApiError(503, "NotReady", "The deployment is starting; try again shortly")
-        return storage
+        return self.part("storage")
 
     # -- public ----------------------------------------------------------------------
 
@@ -155,7 +146,7 @@ class StorageApi:
         except StorageError as e:
             raise _api_error(e)
         except DatabaseUnavailable as e:
-            raise ApiError(503, "NotReady", e.message)
+            raise not_ready(e.message)
         if row is None:
             raise ApiError(404, "FileNotFound", f"File {storage_id[:64]} not found")
 
@@ -256,7 +247,7 @@ class StorageApi:
         try:
             page = storage.list_page(num_items, cursor)
         except DatabaseUnavailable as e:
-            raise ApiError(503, "NotReady", e.message)
+            raise not_ready(e.message)
         except (DatabaseError, ConvexValueError) as e:
             raise ApiError(400, getattr(e, "code", None) or "InvalidCursor", str(e))
         return json_response(request, page)

@@ -44,11 +44,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from convex_backend.database.errors import DatabaseError
-from convex_backend.database.tables import BY_ID
-from convex_backend.database.writelog import ReadSet
+from convex_backend.database.watch import TableWatcher
 from convex_backend.scheduler import jobs
 from convex_backend.scheduler.jobs import Job
-from convex_backend.values.keys import decode_index_key
 
 log = Logger(namespace="convex.scheduler")
 
@@ -153,8 +151,7 @@ class SchedulerService(Service):
         self._cleanup_timer = None
         self._cleaning: defer.Deferred | None = None
         self._last_cleanup = float("-inf")
-        self._subscription = None
-        self._watch_ts: int | None = None
+        self._watcher: TableWatcher | None = None
         self.metrics = SchedulerMetrics(deployment.metrics.registry, lambda: len(self._due_of))
 
     # -- lifecycle --------------------------------------------------------------------
@@ -178,7 +175,8 @@ class SchedulerService(Service):
         await self._settle_interrupted()
         self._reload()
         self._started = True
-        self._subscribe()
+        self._watcher = TableWatcher(self.database, jobs.TABLE, self._changed)
+        self._watcher.start()
         self._arm()
         self._arm_cleanup()
         log.info(
@@ -194,9 +192,8 @@ class SchedulerService(Service):
             if timer is not None and timer.active():
                 timer.cancel()
         self._timer = self._cleanup_timer = None
-        if self._subscription is not None:
-            self._subscription.cancel()
-            self._subscription = None
+        if self._watcher is not None:
+            self._watcher.stop()
         running = [d for d in self._running.values() if d is not None]
         if self._cleaning is not None:
             running.append(self._cleaning)
@@ -261,7 +258,6 @@ class SchedulerService(Service):
     def _reload(self) -> None:
         for job_id in list(self._time_of):
             self._forget(job_id)
-        self._watch_ts = self.database.published_ts
         for job in jobs.load_jobs(self.database):
             self._index(job)
 
@@ -302,50 +298,14 @@ class SchedulerService(Service):
         else:
             self._retries.pop(job_id, None)
 
-    def _index_id(self) -> int:
-        table = self.database.store.tables_by_name[jobs.TABLE]
-        return table.indexes[BY_ID].descriptor.index_id
-
-    def _subscribe(self) -> None:
-        read_set = ReadSet()
-        read_set.add(self._index_id(), b"", None)
-        self._subscription = self.database.write_log.subscribe(
-            read_set, self._watch_ts, self._changed
-        )
-
-    def _changed(self, _commit_ts: int) -> None:
-        # Called inside the write log's notification loop, which must finish
-        # before we subscribe again: act a turn later (on the database's reactor).
-        self._subscription = None
-        if self._started:
-            self.database.reactor.callLater(0, self._process_changes)
-
-    def _process_changes(self) -> None:
+    def _changed(self, job_ids: list[str] | None) -> None:
         if not self._started:
             return
-        write_log = self.database.write_log
-        since = self._watch_ts
-        assert since is not None
-        if since < write_log.horizon_ts:
-            # The log no longer reaches back that far: read everything again.
+        if job_ids is None:
             self._reload()
         else:
-            index_id = self._index_id()
-            changed: dict[str, None] = {}
-            for entry in write_log.entries:
-                if not entry.durable:
-                    break
-                if entry.ts <= since:
-                    continue
-                since = entry.ts
-                for key in entry.writes.get(index_id, ()):
-                    job_id = decode_index_key(key)[0]
-                    if isinstance(job_id, str):
-                        changed[job_id] = None
-            self._watch_ts = since
-            for job_id in changed:
+            for job_id in job_ids:
                 self._update(job_id)
-        self._subscribe()
         self._arm()
         self._arm_cleanup()
 

@@ -31,8 +31,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from convex_backend.config import DEFAULT_MAX_FILE_BYTES
-from convex_backend.database.tables import BY_ID
-from convex_backend.database.writelog import ReadSet
+from convex_backend.database.watch import TableWatcher
 from convex_backend.storage.blobs import BlobStore, DiscardedBody, UploadSpool, too_large
 from convex_backend.storage.errors import StorageError
 from convex_backend.storage.rows import (
@@ -43,7 +42,6 @@ from convex_backend.storage.rows import (
     read_row,
 )
 from convex_backend.storage.tokens import UploadTokens
-from convex_backend.values.keys import decode_index_key
 
 log = Logger(namespace="convex.storage")
 
@@ -98,10 +96,7 @@ class FileStorage:
         self.max_file_bytes = max_file_bytes
         #: Ids whose blob is in place but whose row is not committed yet.
         self.pinned: set[str] = set()
-        self._watch_ts: int | None = None
-        self._subscription = None
-        self._watching = False
-        self._reactor = database.reactor
+        self._watcher: TableWatcher | None = None
 
     # -- URLs ------------------------------------------------------------------------
 
@@ -303,60 +298,22 @@ class FileStorage:
             log.info("Removed {n} blobs without a _storage row", n=len(orphans))
         return len(orphans)
 
-    def _index_id(self) -> int:
-        table = self.database.store.tables_by_name[STORAGE_TABLE]
-        return table.indexes[BY_ID].descriptor.index_id
-
     def start_watching(self) -> None:
         """Remove the blob of every ``_storage`` row deleted from now on."""
-        self._watching = True
-        self._watch_ts = self.database.published_ts
-        self._subscribe()
+        self._watcher = TableWatcher(self.database, STORAGE_TABLE, self._changed)
+        self._watcher.start()
 
     def stop_watching(self) -> None:
-        self._watching = False
-        if self._subscription is not None:
-            self._subscription.cancel()
-            self._subscription = None
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
 
-    def _subscribe(self) -> None:
-        read_set = ReadSet()
-        read_set.add(self._index_id(), b"", None)
-        self._subscription = self.database.write_log.subscribe(
-            read_set, self._watch_ts, self._changed
-        )
-
-    def _changed(self, _commit_ts: int) -> None:
-        # Called from inside the write log's notification loop: act a turn later.
-        self._subscription = None
-        if self._watching:
-            self._reactor.callLater(0, self._process_changes)
-
-    def _process_changes(self) -> None:
-        if not self._watching:
-            return
-        write_log = self.database.write_log
-        since = self._watch_ts
-        assert since is not None
-        deleted: list[str] = []
-        sweep = since < write_log.horizon_ts
-        if sweep:
-            since = self.database.published_ts
+    def _changed(self, storage_ids: list[str] | None) -> None:
+        if storage_ids is None:
+            # The write log no longer reaches back: look at every blob.
+            work = self.sweep()
         else:
-            index_id = self._index_id()
-            for entry in write_log.entries:
-                if not entry.durable:
-                    break
-                if entry.ts <= since:
-                    continue
-                since = entry.ts
-                for key in entry.writes.get(index_id, ()):
-                    storage_id = decode_index_key(key)[0]
-                    if isinstance(storage_id, str) and self._is_orphan(storage_id):
-                        deleted.append(storage_id)
-        self._watch_ts = since
-        self._subscribe()
-        work = self.sweep() if sweep else self._remove_blobs(list(dict.fromkeys(deleted)))
+            work = self._remove_blobs([i for i in storage_ids if self._is_orphan(i)])
         defer.ensureDeferred(work).addErrback(
             lambda failure: log.failure("Removing deleted files failed", failure)
         )
