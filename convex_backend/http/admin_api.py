@@ -37,7 +37,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from convex_backend.database.errors import DatabaseError
-from convex_backend.http.api_app import DeploymentApp
+from convex_backend.http.api_app import DeploymentApp, page_size, query_params
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.functions_api import read_json_body
 from convex_backend.http.root import json_response, require_admin
@@ -50,8 +50,6 @@ MAX_ENV_NAME_LENGTH = 40
 MAX_ENV_VALUE_BYTES = 8 * 1024
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-DEFAULT_PAGE_ITEMS = 100
-MAX_PAGE_ITEMS = 1000
 #: A clear_tables batch stops reading once it has read this much (the
 #: per-transaction limit is 16 MiB and a delete reads its document again).
 _CLEAR_BATCH_BYTES = 6 * 1024 * 1024
@@ -160,25 +158,13 @@ class AdminApi(DeploymentApp):
     def documents(self, request: IRequest, table: str):
         require_admin(self.deployment, request)
         database = self.part("database")
-        params = _params(request)
+        params = query_params(request)
         if table.startswith("_") or table not in database.store.tables_by_name:
             raise ApiError(404, "TableNotFound", f"Table {table[:64]!r} does not exist")
         order = params.get("order") or "asc"
         if order not in ("asc", "desc"):
             raise ApiError(400, "BadRequest", "`order` must be asc or desc")
-        raw_items = params.get("numItems")
-        num_items = DEFAULT_PAGE_ITEMS
-        if raw_items:
-            try:
-                num_items = int(raw_items)
-            except ValueError:
-                num_items = 0
-            if not 1 <= num_items <= MAX_PAGE_ITEMS:
-                raise ApiError(
-                    400,
-                    "BadRequest",
-                    f"`numItems` must be a whole number from 1 to {MAX_PAGE_ITEMS}",
-                )
+        num_items = page_size(params.get("numItems"))
         cursor = params.get("cursor") or None
 
         def page(tx) -> dict:
@@ -347,17 +333,6 @@ def _validate_changes(changes: Any) -> dict[str, str | None]:
                 )
         result[name] = value
     return result
-
-
-def _params(request: IRequest) -> dict[str, str]:
-    params = {}
-    for key, values in (request.args or {}).items():
-        if values:
-            try:
-                params[key.decode("utf-8")] = values[0].decode("utf-8")
-            except UnicodeDecodeError:
-                raise ApiError(400, "BadRequest", "The query string is not valid UTF-8")
-    return params
 
 
 class FirstMatchResource(Resource):

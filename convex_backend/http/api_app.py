@@ -55,3 +55,35 @@ class DeploymentApp:
             return fn(tx)
         finally:
             tx.close()
+
+
+DEFAULT_PAGE_ITEMS = 100
+MAX_PAGE_ITEMS = 1000
+
+
+def query_params(request) -> dict[str, str]:
+    """The first value of each query-string parameter, as text (400 if not UTF-8)."""
+    params = {}
+    for key, values in (request.args or {}).items():
+        if not values:
+            continue
+        try:
+            params[key.decode("utf-8")] = values[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "BadRequest", "The query string is not valid UTF-8")
+    return params
+
+
+def page_size(raw: str | None) -> int:
+    """A ``numItems`` parameter: 1 to :data:`MAX_PAGE_ITEMS`, 100 when absent."""
+    if not raw:
+        return DEFAULT_PAGE_ITEMS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PAGE_ITEMS:
+        raise ApiError(
+            400, "BadRequest", f"`numItems` must be a whole number from 1 to {MAX_PAGE_ITEMS}"
+        )
+    return value

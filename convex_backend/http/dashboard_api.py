@@ -34,15 +34,13 @@ from twisted.web.iweb import IRequest
 
 from convex_backend.database.errors import DatabaseError, DatabaseUnavailable, OccConflict
 from convex_backend.database.tables import is_system_table
-from convex_backend.http.api_app import DeploymentApp, not_ready
+from convex_backend.http.api_app import DeploymentApp, not_ready, page_size, query_params
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.functions_api import read_json_body
 from convex_backend.http.root import json_response, require_admin
 from convex_backend.http.site import route
 from convex_backend.values import ConvexValueError, from_json, to_json
 
-DEFAULT_PAGE_ITEMS = 100
-MAX_PAGE_ITEMS = 1000
 #: How many documents one filtered page may look at before it answers.
 FILTER_SCAN_ROWS = 5000
 #: The most filter conditions and ids one request may carry.
@@ -81,14 +79,14 @@ class DashboardApi(DeploymentApp):
     def documents(self, request: IRequest):
         require_admin(self.deployment, request)
         database = self.part("database")
-        params = _params(request)
+        params = query_params(request)
         table = _table_name(params.get("table"))
         if table not in database.store.tables_by_name:
             raise ApiError(404, "TableNotFound", f"Table {table[:64]!r} does not exist")
         order = params.get("order") or "asc"
         if order not in ("asc", "desc"):
             raise ApiError(400, "BadRequest", "`order` must be asc or desc")
-        num_items = _num_items(params.get("numItems"))
+        num_items = page_size(params.get("numItems"))
         cursor = params.get("cursor") or None
         filters = _parse_filters(params.get("filters"))
         operators = [{"filter": filters}] if filters is not None else []
@@ -192,17 +190,6 @@ def _message(e: Exception) -> str:
     return getattr(e, "message", None) or str(e)
 
 
-def _params(request: IRequest) -> dict[str, str]:
-    params = {}
-    for key, values in (request.args or {}).items():
-        if values:
-            try:
-                params[key.decode("utf-8")] = values[0].decode("utf-8")
-            except UnicodeDecodeError:
-                raise ApiError(400, "BadRequest", "The query string is not valid UTF-8")
-    return params
-
-
 def _table_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise ApiError(400, "BadRequest", "`table` must be a table name")
@@ -211,20 +198,6 @@ def _table_name(name: Any) -> str:
             400, "SystemTableWrite", f"System table {name[:64]!r} cannot be edited or browsed here"
         )
     return name
-
-
-def _num_items(raw: str | None) -> int:
-    if not raw:
-        return DEFAULT_PAGE_ITEMS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_PAGE_ITEMS:
-        raise ApiError(
-            400, "BadRequest", f"`numItems` must be a whole number from 1 to {MAX_PAGE_ITEMS}"
-        )
-    return value
 
 
 def _id(value: Any) -> str:

@@ -45,7 +45,7 @@ from convex_backend.database.errors import DatabaseError, DatabaseUnavailable
 from convex_backend.deployment import Deployment
 from convex_backend.functions.modules import DeployError
 from convex_backend.functions.runner import Caller, FunctionError
-from convex_backend.http.api_app import DeploymentApp
+from convex_backend.http.api_app import DeploymentApp, query_params
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.root import json_response, require_admin
 from convex_backend.http.site import route
@@ -337,7 +337,7 @@ class FunctionApi(DeploymentApp):
     @app.route("/query", methods=["GET"])
     @route("/api/query")
     def query_get(self, request: IRequest):
-        params = _query_params(request)
+        params = query_params(request)
         raw_args = params.get("args")
         args: Any = {}
         if raw_args is not None:
@@ -488,19 +488,6 @@ class FunctionApi(DeploymentApp):
             return json_response(request, {"ok": True, **summary})
 
         return defer.ensureDeferred(push())
-
-
-def _query_params(request: IRequest) -> dict[str, str]:
-    """The first value of each query-string parameter, as text."""
-    params = {}
-    for key, values in (request.args or {}).items():
-        if not values:
-            continue
-        try:
-            params[key.decode("utf-8")] = values[0].decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, "BadRequest", "The query string is not valid UTF-8")
-    return params
 
 
 __all__ = [

@@ -34,7 +34,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from convex_backend.database.errors import DatabaseError, DatabaseUnavailable
-from convex_backend.http.api_app import DeploymentApp, not_ready
+from convex_backend.http.api_app import DeploymentApp, not_ready, page_size, query_params
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.functions_api import read_json_body
 from convex_backend.http.root import json_response, require_admin
@@ -44,8 +44,6 @@ from convex_backend.storage.rows import check_storage_id, sha256_hex
 from convex_backend.storage.streaming import RangeProducer
 from convex_backend.values import ConvexValueError
 
-DEFAULT_PAGE_ITEMS = 100
-MAX_PAGE_ITEMS = 1000
 _RANGE = re.compile(rb"bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
 UNSATISFIABLE = "unsatisfiable"
 
@@ -119,7 +117,7 @@ class StorageApi(DeploymentApp):
     @route("/api/storage/upload")
     def upload(self, request: IRequest):
         storage = self._storage()
-        token = _param(request, "token")
+        token = query_params(request).get("token")
         content_type = request.getHeader(b"content-type")
         content = request.content
         # The body is ours now: twisted.web closes (deletes) request.content
@@ -230,20 +228,8 @@ class StorageApi(DeploymentApp):
     def files(self, request: IRequest):
         require_admin(self.deployment, request)
         storage = self._storage()
-        raw_items = _param(request, "numItems")
-        num_items = DEFAULT_PAGE_ITEMS
-        if raw_items:
-            try:
-                num_items = int(raw_items)
-            except ValueError:
-                num_items = 0
-            if not 1 <= num_items <= MAX_PAGE_ITEMS:
-                raise ApiError(
-                    400,
-                    "BadRequest",
-                    f"`numItems` must be a whole number from 1 to {MAX_PAGE_ITEMS}",
-                )
-        cursor = _param(request, "cursor") or None
+        num_items = page_size(query_params(request).get("numItems"))
+        cursor = query_params(request).get("cursor") or None
         try:
             page = storage.list_page(num_items, cursor)
         except DatabaseUnavailable as e:
@@ -251,16 +237,6 @@ class StorageApi(DeploymentApp):
         except (DatabaseError, ConvexValueError) as e:
             raise ApiError(400, getattr(e, "code", None) or "InvalidCursor", str(e))
         return json_response(request, page)
-
-
-def _param(request: IRequest, name: str) -> str | None:
-    values = (request.args or {}).get(name.encode())
-    if not values:
-        return None
-    try:
-        return values[0].decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "BadRequest", "The query string is not valid UTF-8")
 
 
 def _etags(header: bytes) -> list[bytes]:
