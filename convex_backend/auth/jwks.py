@@ -32,6 +32,7 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
 log = Logger(namespace="convex.auth")
 
@@ -223,11 +224,18 @@ class JwksCache:
         except ValueError:
             raise JwksError(f"{url} did not answer JSON")
 
+    def _pool(self) -> HTTPConnectionPool:
+        # Non-persistent, and quiet: the default client factory logs "Starting
+        # factory"/"Stopping factory" at info level for every fetch.
+        pool = HTTPConnectionPool(self._reactor, persistent=False)
+        pool._factory = _QuietClientFactory
+        return pool
+
     async def _download(self, url: str) -> bytes:
         response = await treq.get(
             url,
             headers={"Accept": "application/json"},
-            persistent=False,
+            pool=self._pool(),
             allow_redirects=True,
         )
         if response.code != 200:
@@ -245,6 +253,10 @@ class JwksCache:
 
         await treq.collect(response, collect)
         return b"".join(chunks)
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    noisy = False
 
 
 def _describe(failure: Any) -> str:
