@@ -26,11 +26,12 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from convex_backend.database.errors import DatabaseError
@@ -186,7 +187,8 @@ class Deployer:
         from convex_backend.functions.pool import LoadError
 
         new_id = deployment_id(modules)
-        directory = self.write_modules(new_id, modules)
+        # Module files can be many and large: written off the reactor thread.
+        directory = await threads.deferToThread(self.write_modules, new_id, modules)
         try:
             analysis = await self.pools["udf"].analyze(str(directory))
         except LoadError as e:
@@ -235,8 +237,6 @@ class Deployer:
                 raise DeployError("SchemaValidationFailed", str(e))
         else:
             summary["schemaChanges"] = await self.db.set_schema(parse_schema({"tables": []}))
-        import time
-
         deployed_at = time.time() * 1000
 
         def store(tx) -> None:
@@ -273,7 +273,8 @@ class Deployer:
         self.runner.functions = functions
         self.runner.http_routes = analysis.get("httpRoutes")
         self.current_id, self.analysis, self.deployed_at = new_id, analysis, deployed_at
-        self._prune_directories({new_id, EMPTY} | ({previous} if previous else set()))
+        keep = {new_id, EMPTY} | ({previous} if previous else set())
+        await threads.deferToThread(self._prune_directories, keep)
         log.info("Deployed {id}: {n} functions", id=new_id, n=len(functions))
         for listener in list(self.listeners):
             try:
