@@ -53,6 +53,8 @@ from convex_backend.database.tables import (
 )
 from convex_backend.database.writelog import WriteLog, WriteLogEntry
 from convex_backend.values.codec import dumps
+from convex_backend.values.ids import decode_id
+from convex_backend.values.keys import decode_index_key
 from convex_backend.values.size import value_size
 
 log = Logger(namespace="convex.database")
@@ -306,6 +308,14 @@ class Database:
         tx.finish_reads()
         if not tx.writes:
             return None
+        if tx.schema is not self.schema:
+            # The schema changed while the transaction ran: its writes were
+            # checked against the old one, so check them against this one.
+            from convex_backend.database.transaction import validate_against_schema
+
+            for write in tx.writes.values():
+                if write.new is not None:
+                    validate_against_schema(self.schema, write.table_name, write.new, self)
         conflict = self.write_log.first_conflict(tx.read_set, tx.begin_ts)
         if conflict is not None:
             self.stats["conflicts"] += 1
@@ -573,28 +583,8 @@ class Database:
         Declared tables are created, new indexes added and backfilled, indexes
         no longer declared dropped. Returns a short log of what changed.
         """
-        from convex_backend.database.schema import SchemaError
-
-        problems: list[str] = []
-        if schema.schema_validation:
-            for name, table_schema in schema.tables.items():
-                table = self.store.tables_by_name.get(name)
-                if table is None or table_schema.document_validator is None:
-                    continue
-                docs = (
-                    doc
-                    for _key, doc_id in table.indexes["by_id"].scan(b"", None, self.published_ts)
-                    for doc in (self.store.latest(doc_id),)
-                    if doc is not None
-                )
-                problems += schema.check_existing(name, docs, self, limit=10 - len(problems))
-                if len(problems) >= 10:
-                    break
-        if problems:
-            raise SchemaError(
-                "Schema validation failed: existing documents do not match the new "
-                "schema.\n" + "\n".join(problems)
-            )
+        checked_ts = self.published_ts
+        self._check_existing(schema, None)
         changes: list[str] = []
         for name, table_schema in schema.tables.items():
             if name not in self.store.tables_by_name:
@@ -620,9 +610,52 @@ class Database:
                 if declared is None or index_name not in declared.indexes:
                     await self.drop_index(table.name, index_name)
                     changes.append(f"dropped index {table.name}.{index_name}")
+        # Commits prepared under the old schema land first; documents they
+        # wrote since the first check are checked now. From the assignment on
+        # (same reactor turn), every commit is checked against the new schema.
+        await self.wait_for_idle()
+        self._check_existing(schema, self._written_since(checked_ts))
         self.schema = schema
         await self.set_global("schema", schema.to_json())
         return changes
+
+    def _written_since(self, ts: int) -> set[str] | None:
+        """Ids of documents written after ``ts``; None if the log no longer knows."""
+        if ts < self.write_log.horizon_ts:
+            return None
+        by_id = {table.indexes["by_id"].descriptor.index_id for table in self.store.tables.values()}
+        written: set[str] = set()
+        for entry in self.write_log.entries:
+            if entry.ts > ts:
+                for index_id, keys in entry.writes.items():
+                    if index_id in by_id:
+                        written.update(decode_index_key(key)[0] for key in keys)
+        return written
+
+    def _check_existing(self, schema, only: set[str] | None) -> None:
+        """Raise SchemaError if stored documents (all, or those in ``only``) don't match."""
+        from convex_backend.database.schema import SchemaError
+
+        if not schema.schema_validation or only == set():
+            return
+        problems: list[str] = []
+        for name, table_schema in schema.tables.items():
+            table = self.store.tables_by_name.get(name)
+            if table is None or table_schema.document_validator is None:
+                continue
+            if only is None:
+                ids = (i for _k, i in table.indexes["by_id"].scan(b"", None, self.published_ts))
+            else:
+                ids = (i for i in sorted(only) if decode_id(i).table_number == table.number)
+            docs = (doc for doc in map(self.store.latest, ids) if doc is not None)
+            problems += schema.check_existing(name, docs, self, limit=10 - len(problems))
+            if len(problems) >= 10:
+                break
+        if problems:
+            raise SchemaError(
+                "Schema validation failed: existing documents do not match the new "
+                "schema.\n" + "\n".join(problems)
+            )
 
     async def set_global(self, key: str, value: Any) -> None:
         """Persist a piece of deployment state (schema, ...) with the next batch."""

@@ -46,6 +46,15 @@ MAX_BYTES_WRITTEN = 16 * 1024 * 1024
 SYSTEM_FIELDS = ("_id", "_creationTime")
 
 
+def validate_against_schema(schema, table_name: str, doc: dict, db) -> None:
+    """Raise ``SchemaValidationFailed`` if ``doc`` does not match ``schema``."""
+    if schema is not None and not is_system_table(table_name):
+        try:
+            schema.validate_document(table_name, doc, db)
+        except ConvexValueError as e:
+            raise DatabaseError(str(e), "SchemaValidationFailed")
+
+
 @dataclass
 class BufferedWrite:
     table_number: int
@@ -63,6 +72,8 @@ class Transaction:
         self.store = db.store
         self.begin_ts = begin_ts
         self.privileged = privileged
+        #: The schema its writes were validated against (see Database._prepare).
+        self.schema = db.schema
         self.read_set = ReadSet()
         self.writes: dict[str, BufferedWrite] = {}
         self.closed = False
@@ -238,12 +249,7 @@ class Transaction:
             size = check_document(doc)
         except ConvexValueError as e:
             raise DatabaseError(str(e), "InvalidDocument")
-        schema = self.db.schema
-        if schema is not None and not is_system_table(table_name):
-            try:
-                schema.validate_document(table_name, doc, self.db)
-            except ConvexValueError as e:
-                raise DatabaseError(str(e), "SchemaValidationFailed")
+        validate_against_schema(self.db.schema, table_name, doc, self.db)
         return size
 
     def _buffer(self, doc_id: str, write: BufferedWrite) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from convex_backend.database.errors import DatabaseError
@@ -93,3 +94,34 @@ class SchemaEngineTests(TestCase):
         self.assertIsNone(db.schema)
         # Without validation the same schema is accepted.
         await db.set_schema(parse_schema(schema_json(extra_field="score", validation=False)))
+
+
+class SchemaChangeRaceTests(TestCase):
+    """Writes that race a schema change are checked against the schema that wins."""
+
+    async def test_a_transaction_begun_before_the_change_is_checked_at_commit(self) -> None:
+        db = await open_database(self)
+        await db.run(lambda tx: tx.insert("messages", {"author": "a", "body": "b"}))
+        tx = db.begin()
+        tx.insert("messages", {"author": "a", "body": 5.0})  # fine without a schema
+        await db.set_schema(parse_schema(schema_json()))
+        with self.assertRaises(DatabaseError) as caught:
+            await db.commit(tx)
+        self.assertEqual(caught.exception.code, "SchemaValidationFailed")
+        # A matching write begun before the change commits.
+        tx = db.begin()
+        tx.insert("messages", {"author": "c", "body": "d"})
+        await db.set_schema(parse_schema(schema_json(indexes=())))
+        await db.commit(tx)
+
+    async def test_a_commit_landing_during_the_change_is_checked(self) -> None:
+        db = await open_database(self)
+        await db.run(lambda tx: tx.insert("messages", {"author": "a", "body": "b"}))
+        # The first check of existing documents runs at once; the bad write is
+        # committed while the index is still being built, under the old schema.
+        change = defer.ensureDeferred(db.set_schema(parse_schema(schema_json())))
+        _id, _ts = await db.run(lambda tx: tx.insert("messages", {"author": "a", "body": 5.0}))
+        with self.assertRaises(SchemaError) as caught:
+            await change
+        self.assertIn("existing documents do not match", str(caught.exception))
+        self.assertIsNone(db.schema)
