@@ -14,6 +14,8 @@ backend's own bookkeeping) may do anything.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -237,6 +239,18 @@ class Transaction:
         return id_string if number is not None and decoded.table_number == number else None
 
     # -- writes ----------------------------------------------------------------
+
+    @contextmanager
+    def system_writes(self) -> Iterator[Transaction]:
+        """Let this (maybe a user function's) transaction write system tables for
+        a moment: bookkeeping that must commit atomically with a function's own
+        writes (a scheduled job's state, a cron run) goes through here."""
+        was = self.privileged
+        self.privileged = True
+        try:
+            yield self
+        finally:
+            self.privileged = was
 
     def _check_writable(self, name: str) -> None:
         if not self.privileged and is_system_table(name):

@@ -25,8 +25,7 @@ so tests drive it with :class:`twisted.internet.task.Clock`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,18 +178,6 @@ def reconcile(tx, specs: Mapping[str, CronSpec], now: float) -> dict[str, list[s
         )
         changes["updated"].append(name)
     return changes
-
-
-@contextmanager
-def _privileged(tx) -> Iterator[Any]:
-    """Let a function's transaction touch ``_cron_jobs`` for a moment: the
-    job's bookkeeping must commit atomically with the mutation it ran."""
-    was = tx.privileged
-    tx.privileged = True
-    try:
-        yield tx
-    finally:
-        tx.privileged = was
 
 
 class _Superseded(Exception):
@@ -441,7 +428,7 @@ class CronService(Service):
             skips: list = []
 
             def before_commit(tx, value, log_lines) -> None:
-                with _privileged(tx):
+                with tx.system_writes():
                     skips.append(_finish(tx, job, "success", None, self.now()))
 
             try:

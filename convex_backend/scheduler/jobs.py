@@ -12,14 +12,12 @@ User code reads these rows through ``ctx.db.system``; only the backend writes
 them. Every function here takes a transaction and changes the row inside it,
 so the caller decides what commits atomically with what: a mutation's
 scheduling and a scheduled mutation's ``success`` go into that mutation's own
-transaction (hence :func:`privileged`, which lets a user transaction write
+transaction (hence ``Transaction.system_writes``, which lets a user transaction write
 this one system table for a moment).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,17 +107,6 @@ class Job:
         }
 
 
-@contextmanager
-def privileged(tx) -> Iterator[Any]:
-    """Let ``tx`` (maybe a user function's) write system tables for a moment."""
-    was = tx.privileged
-    tx.privileged = True
-    try:
-        yield tx
-    finally:
-        tx.privileged = was
-
-
 def is_job_id(job_id: object) -> bool:
     """Whether ``job_id`` is an id of ``_scheduled_functions`` (no I/O)."""
     if not isinstance(job_id, str):
@@ -161,7 +148,7 @@ def check_args(args: Any) -> int:
 
 
 def _get(tx, job_id: str) -> dict | None:
-    with privileged(tx):
+    with tx.system_writes():
         return tx.get(job_id, table=TABLE, system=True)
 
 
@@ -179,7 +166,7 @@ def insert_job(tx, name: str, args: dict, scheduled_time: float) -> str:
         "state": {"kind": PENDING},
     }
     try:
-        with privileged(tx):
+        with tx.system_writes():
             return tx.insert(TABLE, doc)
     except DatabaseError as e:
         if e.code == "InvalidDocument":
@@ -197,7 +184,7 @@ def _set_state(tx, job_id: str, kind: str, now: float | None, error: str | None)
     change: dict[str, Any] = {"state": state}
     if now is not None:
         change["completedTime"] = float(now)
-    with privileged(tx):
+    with tx.system_writes():
         tx.patch(job_id, change, table=TABLE)
 
 
@@ -237,7 +224,7 @@ def finish_job(
 
 
 def delete_job(tx, job_id: str) -> bool:
-    with privileged(tx):
+    with tx.system_writes():
         if tx.get(job_id, table=TABLE, system=True) is None:
             return False
         tx.delete(job_id, table=TABLE)
@@ -284,7 +271,6 @@ __all__ = [
     "finish_job",
     "insert_job",
     "is_job_id",
-    "privileged",
     "read_job",
     "load_jobs",
     "start_job",

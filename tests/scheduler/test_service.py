@@ -77,7 +77,7 @@ class SchedulerServiceTests(TestCase):
         def write(tx) -> str:
             job_id = jobs.insert_job(tx, name, args, at)
             if state:
-                with jobs.privileged(tx):
+                with tx.system_writes():
                     tx.patch(job_id, state)
             return job_id
 
