@@ -9,7 +9,9 @@ the :class:`~convex_backend.deployment.Deployment`.
 
 from __future__ import annotations
 
-from twisted.application.service import MultiService
+from typing import Any
+
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -85,6 +87,36 @@ class FunctionsService(MultiService):
 
     def stopService(self):
         return super().stopService()
+
+
+class AfterFunctionsService(Service):
+    """A service whose work starts once the function runtime is up.
+
+    ``ready`` is :attr:`FunctionsService.started` (or None: start by hand);
+    :meth:`start` runs when it fires. Not chained onto ``ready`` itself:
+    others wait on it too, and this start (or its failure) must not hold
+    them up.
+    """
+
+    #: What the log calls this service when it fails to start.
+    description = "A service"
+
+    def __init__(self, ready: defer.Deferred | None) -> None:
+        self._ready = ready
+
+    def startService(self) -> None:
+        super().startService()
+        if self._ready is not None:
+            self._ready.addCallback(self._functions_ready)
+
+    def _functions_ready(self, result: Any) -> Any:
+        if self.running:
+            d = defer.ensureDeferred(self.start())
+            d.addErrback(lambda f: log.failure(f"{self.description} could not start", f))
+        return result
+
+    async def start(self) -> None:
+        raise NotImplementedError
 
 
 def load_environment(database) -> dict[str, str]:

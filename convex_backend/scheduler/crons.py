@@ -29,11 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from convex_backend.database.errors import DatabaseError
+from convex_backend.functions.service import AfterFunctionsService
 from convex_backend.scheduler.cron_specs import (
     MAX_COUNTED_SKIPS,
     CronSpec,
@@ -220,17 +220,18 @@ def _finish(tx, job: CronJob, status: str, error: str | None, now: float) -> dic
 # -- the service -------------------------------------------------------------------------
 
 
-class CronService(Service):
+class CronService(AfterFunctionsService):
     """Runs the deployment's cron jobs on time, one reactor timer for the next due."""
 
     name = "crons"
+    description = "Cron jobs"
 
     def __init__(self, deployment, ready: defer.Deferred | None = None, clock=None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # noqa: PLC0415
         self.deployment = deployment
         self.clock = clock
-        self._ready = ready
+        super().__init__(ready)
         self.jobs: dict[str, CronJob] = {}
         self._timer = None
         self._running: dict[str, defer.Deferred] = {}
@@ -240,19 +241,6 @@ class CronService(Service):
         self._lock = defer.DeferredLock()
 
     # -- lifecycle ------------------------------------------------------------------------
-
-    def startService(self) -> None:
-        super().startService()
-        if self._ready is not None:
-            # Not chained onto `ready` itself: others wait on it, and our start
-            # (or its failure) must not hold them up.
-            self._ready.addCallback(self._functions_ready)
-
-    def _functions_ready(self, result: Any) -> Any:
-        if self.running:
-            d = defer.ensureDeferred(self.start())
-            d.addErrback(lambda f: log.failure("Cron jobs could not start", f))
-        return result
 
     async def start(self) -> None:
         """Sync the table with the deployed specs, settle runs the daemon died

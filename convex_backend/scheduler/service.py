@@ -39,12 +39,12 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from sortedcontainers import SortedList
-from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from convex_backend.database.errors import DatabaseError
 from convex_backend.database.watch import TableWatcher
+from convex_backend.functions.service import AfterFunctionsService
 from convex_backend.scheduler import jobs
 from convex_backend.scheduler.jobs import Job
 
@@ -109,10 +109,11 @@ class SchedulerMetrics:
         self.pending.set_function(pending)
 
 
-class SchedulerService(Service):
+class SchedulerService(AfterFunctionsService):
     """Runs scheduled jobs; see the module docstring."""
 
     name = "scheduler"
+    description = "The scheduler"
 
     def __init__(
         self,
@@ -131,7 +132,7 @@ class SchedulerService(Service):
         self.clock = clock
         self.parallelism = parallelism
         self.retention_ms = float(retention) * 1000
-        self._ready = ready
+        super().__init__(ready)
         self._started = False
         # Pending jobs not running, by due time (scheduled time, or later after a retry).
         self._due: SortedList = SortedList()
@@ -155,18 +156,6 @@ class SchedulerService(Service):
         self.metrics = SchedulerMetrics(deployment.metrics.registry, lambda: len(self._due_of))
 
     # -- lifecycle --------------------------------------------------------------------
-
-    def startService(self) -> None:
-        super().startService()
-        if self._ready is not None:
-            # Not chained onto `ready` itself: others wait on it too.
-            self._ready.addCallback(self._functions_ready)
-
-    def _functions_ready(self, result: Any) -> Any:
-        if self.running:
-            d = defer.ensureDeferred(self.start())
-            d.addErrback(lambda f: log.failure("The scheduler could not start", f))
-        return result
 
     async def start(self) -> None:
         """Settle the actions the daemon died during, load the jobs, watch the
