@@ -8,16 +8,13 @@ daemon (``twistd -n convex``) and deploys them with ``convex-backend deploy``.
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from tests.auth.issuer import LocalIssuer
-from tests.clients._support import FixtureError, stop_daemon
-from tests.daemon import REPO, Daemon
-from tests.processes import run_process
+from tests.clients._support import deployed_daemon
+from tests.daemon import Daemon
 
 AUTH_APP = Path(__file__).resolve().parent / "auth_app"
 
@@ -39,26 +36,7 @@ async def auth_daemon(issuer: LocalIssuer, data_dir: str) -> Daemon:
     app.mkdir(parents=True)
     for module in auth_app_modules(issuer):
         (app / module["path"]).write_text(module["source"])
-    daemon = Daemon(
-        str(Path(data_dir) / "data"), "--port", "0", "--site-port", "0", "--workers", "2"
-    )
-    await daemon.start(timeout=60)
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", tempfile.gettempdir()),
-        "PYTHONPATH": str(REPO),
-        "CONVEX_SELF_HOSTED_URL": daemon.api_url,
-        "CONVEX_SELF_HOSTED_ADMIN_KEY": daemon.admin_key,
-    }
-    argv = [sys.executable, "-m", "convex_backend.cli", "deploy", str(app)]
-    code, out, err = await run_process(argv, env=env, cwd=REPO, timeout=120)
-    if code != 0 or not daemon.admin_key:
-        await stop_daemon(daemon)
-        raise FixtureError(
-            f"deploying the auth app failed (exit {code}):\n{out}\n{err}\n--- daemon\n"
-            f"{daemon.output}"
-        )
-    return daemon
+    return await deployed_daemon(str(Path(data_dir) / "data"), app)
 
 
 def temporary_directory() -> str:

@@ -157,10 +157,13 @@ async def _install() -> None:
 # -- The daemon with the test app ---------------------------------------------------
 
 
-async def deployed_daemon(data_dir: str) -> Daemon:
-    """Start ``twistd -n convex`` on free ports and deploy ``tests/clients/app``."""
-    daemon = Daemon(data_dir, "--port", "0", "--site-port", "0", "--workers", "2")
+async def deployed_daemon(data_dir: str, app: Path = APP, workers: int = 2) -> Daemon:
+    """Start ``twistd -n convex`` on free ports and deploy ``app`` (tests/clients/app)."""
+    daemon = Daemon(data_dir, "--port", "0", "--site-port", "0", "--workers", str(workers))
     await daemon.start(timeout=60)
+    if not daemon.admin_key:
+        await stop_daemon(daemon)
+        raise FixtureError(f"the daemon printed no admin key:\n{daemon.output}")
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", tempfile.gettempdir()),
@@ -168,16 +171,13 @@ async def deployed_daemon(data_dir: str) -> Daemon:
         "CONVEX_SELF_HOSTED_URL": daemon.api_url,
         "CONVEX_SELF_HOSTED_ADMIN_KEY": daemon.admin_key,
     }
-    argv = [sys.executable, "-m", "convex_backend.cli", "deploy", str(APP)]
+    argv = [sys.executable, "-m", "convex_backend.cli", "deploy", str(app)]
     code, out, err = await run_process(argv, env=env, cwd=REPO, timeout=120)
     if code != 0:
         await stop_daemon(daemon)
         raise FixtureError(
-            f"deploying {APP} failed (exit {code}):\n{out}\n{err}\n--- daemon\n{daemon.output}"
+            f"deploying {app} failed (exit {code}):\n{out}\n{err}\n--- daemon\n{daemon.output}"
         )
-    if not daemon.admin_key:
-        await stop_daemon(daemon)
-        raise FixtureError(f"the daemon printed no admin key:\n{daemon.output}")
     return daemon
 
 

@@ -17,15 +17,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.daemon import REPO, Daemon
-from tests.processes import run_process
+from tests.clients._support import FixtureError, deployed_daemon
+from tests.daemon import Daemon
 
 APP = Path(__file__).resolve().parent / "app"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -43,10 +41,6 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 #: Playwright's wait for any one condition; generous because CI machines are shared.
 TIMEOUT_MS = 30_000
-
-
-class FixtureError(AssertionError):
-    """The browser or the daemon could not be set up; the message says why."""
 
 
 def chromium_path() -> str:
@@ -77,29 +71,7 @@ def artifacts_dir() -> Path:
 
 async def dashboard_daemon(data_dir: str) -> Daemon:
     """Start the daemon on free ports and deploy ``tests/dashboard/app``."""
-    daemon = Daemon(data_dir, "--port", "0", "--site-port", "0", "--workers", "1")
-    await daemon.start(timeout=60)
-    if not daemon.admin_key:
-        await stop_daemon(daemon)
-        raise FixtureError(f"the daemon printed no admin key:\n{daemon.output}")
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", tempfile.gettempdir()),
-        "PYTHONPATH": str(REPO),
-        "CONVEX_SELF_HOSTED_URL": daemon.api_url,
-        "CONVEX_SELF_HOSTED_ADMIN_KEY": daemon.admin_key,
-    }
-    argv = [sys.executable, "-m", "convex_backend.cli", "deploy", str(APP)]
-    code, out, err = await run_process(argv, env=env, cwd=REPO, timeout=120)
-    if code != 0:
-        await stop_daemon(daemon)
-        raise FixtureError(f"deploying {APP} failed (exit {code}):\n{out}\n{err}")
-    return daemon
-
-
-async def stop_daemon(daemon: Daemon) -> None:
-    daemon.signal()
-    await daemon.wait(timeout=30)
+    return await deployed_daemon(data_dir, APP, workers=1)
 
 
 # -- plain HTTP from the browser thread ----------------------------------------------

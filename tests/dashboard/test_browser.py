@@ -17,6 +17,7 @@ import uuid
 from twisted.internet import threads
 from twisted.trial.unittest import TestCase
 
+from tests.clients._support import stop_daemon
 from tests.dashboard._browser import (
     DESKTOP,
     PHONE,
@@ -25,7 +26,6 @@ from tests.dashboard._browser import (
     FixtureError,
     chromium_path,
     dashboard_daemon,
-    stop_daemon,
 )
 
 PAGES = ["data", "functions", "logs", "schedules", "files", "settings"]
