@@ -694,6 +694,10 @@ class WorkerPool(Service):
         self.shutdown_grace = shutdown_grace
         self.python = python
         self._env = _worker_environment()
+        #: The deployment's environment variables, also given to the processes
+        #: started from now on, so that module-level code (``auth_config.py``,
+        #: ``crons.py``) can read them as Convex's does at push time.
+        self.environment: dict[str, str] = {}
         self._current: _Generation | None = None
         self._pending: _Generation | None = None
         self._retired: set[_Worker] = set()
@@ -901,8 +905,9 @@ class WorkerPool(Service):
         args = [self.python, "-m", "convex_backend.functions.worker", "--modules", modules_dir]
         if self.memory_limit:
             args += ["--memory-limit", str(int(self.memory_limit))]
+        env = {**_process_safe(self.environment), **self._env}
         self._reactor.spawnProcess(
-            proc, self.python, args, env=self._env, path=REPO_ROOT, childFDs=_CHILD_FDS
+            proc, self.python, args, env=env, path=REPO_ROOT, childFDs=_CHILD_FDS
         )
         self._processes.add(proc)
 
@@ -1011,6 +1016,17 @@ class WorkerPool(Service):
             "busy_workers": busy,
             "workers": len(workers),
         }
+
+
+def _process_safe(environment: dict[str, str]) -> dict[str, str]:
+    """The variables that may go into a worker's process environment: not the
+    ones that change how Python or the dynamic loader start the process (a
+    function still sees those in ``os.environ`` while it runs)."""
+    return {
+        name: value
+        for name, value in environment.items()
+        if not name.upper().startswith(("PYTHON", "LD_"))
+    }
 
 
 def _worker_environment() -> dict[str, str]:

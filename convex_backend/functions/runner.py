@@ -151,6 +151,13 @@ class FunctionRunner:
         #: (see :class:`~convex_backend.functions.logs.FunctionLogs`).
         self.log_sink: Callable[..., None] | None = None
 
+    def set_environment(self, environment: dict[str, str]) -> None:
+        """The deployment's environment variables: every call's ``os.environ``, and
+        the module-level environment of workers started from now on."""
+        self.environment = environment
+        for pool in self.pools.values():
+            pool.environment = environment
+
     def _tables(self) -> dict[str, int]:
         """Table name -> number, rebuilt only when a table was added."""
         tables = self.db.store.tables_by_name

@@ -57,6 +57,7 @@ class FunctionsService(MultiService):
         }
         pools["udf"] = WorkerPool(self.reactor, str(directory), size=self.workers, **limits)
         pools["action"] = WorkerPool(self.reactor, str(directory), size=self.workers, **limits)
+        runner.set_environment(load_environment(database))
         for name, pool in pools.items():
             pool.setName(f"{name} workers")
             pool.setServiceParent(self)
@@ -68,7 +69,6 @@ class FunctionsService(MultiService):
         self.deployment.database = database
         self.deployment.runner = runner
         self.deployer = self.deployment.deployer = deployer
-        runner.environment = load_environment(database)
         log.info(
             "Functions ready: deployment {id}, {n} functions, {w} workers per pool",
             id=deployer.current_id,

@@ -237,7 +237,7 @@ class AdminApi(DeploymentApp):
                 from convex_backend.functions.service import load_environment
 
                 # Read back the committed state: concurrent updates end up in order.
-                runner.environment = load_environment(database)
+                runner.set_environment(load_environment(database))
             return json_response(request, {})
 
         return defer.ensureDeferred(update())

@@ -440,6 +440,25 @@ class LoadTests(TestCase):
         self.assertEqual(analysis["schema"]["tables"][0]["tableName"], "messages")
         self.assertNotIn("type", analysis)
 
+    async def test_module_level_code_sees_the_deployment_environment(self) -> None:
+        auth_config = {
+            "auth_config.py": """
+                import os
+
+                providers = [{"domain": os.environ["ISSUER"], "applicationID": "app"}]
+            """
+        }
+        pool = self.pool()
+        with self.assertRaises(LoadError) as caught:
+            await pool.analyze(write_modules(self, auth_config))
+        self.assertEqual(caught.exception.message, "KeyError: 'ISSUER'")
+        # Names that would change how the process starts stay out of it.
+        pool.environment = {"ISSUER": "https://issuer.test", "PYTHONPATH": "/nowhere"}
+        analysis = await pool.analyze(write_modules(self, auth_config))
+        self.assertEqual(
+            analysis["authConfig"], [{"domain": "https://issuer.test", "applicationID": "app"}]
+        )
+
     async def test_exception_at_import(self) -> None:
         directory = write_modules(self, {"ok.py": "X = 1\n", "bad.py": BROKEN_AT_IMPORT})
         with self.assertRaises(LoadError) as caught:

@@ -46,7 +46,7 @@ class ApiTestCase(TestCase):
                 self.addCleanup(pool.stopService)
                 self.pools[name] = pool
             await self.deployer.deploy(self.modules)
-        self.runner.environment = load_environment(self.db)
+        self.runner.set_environment(load_environment(self.db))
         self.deployment.database = self.db
         self.deployment.runner = self.runner
         self.deployment.deployer = self.deployer
