@@ -3,10 +3,12 @@
 :class:`SyncHub` owns the per-deployment pieces of the sync layer: the
 :class:`~convex_backend.sync.subscriptions.SubscriptionManager` (query cache and
 write-log subscriptions), the :class:`~convex_backend.sync.idempotency.MutationRecords`,
-the set of open sessions, the limits, and the Prometheus metrics
+the set of open sessions, the limits, the Prometheus metrics
 (``convex_sync_sessions``, ``convex_sync_subscriptions``,
-``convex_query_cache_hits_total``, ``convex_query_cache_misses_total``). The
-database and the runner appear on the deployment only once the daemon has
+``convex_query_cache_hits_total``, ``convex_query_cache_misses_total``,
+``convex_sync_connects_refused_total``) and the waits for the database to reach
+a timestamp a reconnecting client has already seen (:meth:`SyncHub.wait_for_ts`).
+The database and the runner appear on the deployment only once the daemon has
 started, so the manager and the records are built on first use.
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
+from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -48,6 +51,16 @@ class SyncLimits:
     max_idle_results: int = 1000
     #: Successful mutation results remembered for idempotency.
     max_mutation_records: int = 10_000
+    #: A Transition longer than this (JSON characters) goes out in ``TransitionChunk``s
+    #: to the clients that reassemble them.
+    max_transition_bytes: int = 5_000_000
+    #: How long a client that has seen a newer timestamp than the database's waits
+    #: for the database to reach it before its connection is refused.
+    observed_ts_wait: float = 2.0
+
+
+#: How often a wait for a timestamp looks at the database.
+TS_POLL_INTERVAL = 0.05
 
 
 class SyncHub:
@@ -67,7 +80,9 @@ class SyncHub:
         self._manager: SubscriptionManager | None = None
         self._records: MutationRecords | None = None
         self._deploy_check: LoopingCall | None = None
-        self._hits = self._misses = None
+        self._hits = self._misses = self._refused = None
+        #: Pending :meth:`wait_for_ts` calls: their Deferred → the next poll.
+        self._ts_waits: dict[defer.Deferred, Any] = {}
         metrics = getattr(deployment, "metrics", None)
         registry = getattr(metrics, "registry", None)
         if registry is not None:
@@ -87,6 +102,12 @@ class SyncHub:
             self._misses = Counter(
                 "convex_query_cache_misses",
                 "Query runs because the shared query cache had no valid result.",
+                registry=registry,
+            )
+            self._refused = Counter(
+                "convex_sync_connects_refused",
+                "Sync connections refused because the client had seen a newer timestamp "
+                "than the database's (restored from an older backup?).",
                 registry=registry,
             )
 
@@ -157,11 +178,43 @@ class SyncHub:
     def subscription_count(self) -> int:
         return sum(session.query_count for session in self.sessions)
 
+    # -- timestamps clients have seen -----------------------------------------------
+
+    def wait_for_ts(self, ts: int, timeout: float) -> defer.Deferred:
+        """Fires with True once the database has published ``ts``, or with False after
+        ``timeout`` seconds. Cheap polling: this only happens when a client has seen
+        more than the database holds, which a single node never causes itself."""
+        d: defer.Deferred = defer.Deferred(self._stop_waiting)
+        deadline = self.reactor.seconds() + timeout
+
+        def poll() -> None:
+            self._ts_waits.pop(d, None)
+            if self.database.published_ts >= ts:
+                d.callback(True)
+            elif self.reactor.seconds() >= deadline:
+                d.callback(False)
+            else:
+                self._ts_waits[d] = self.reactor.callLater(TS_POLL_INTERVAL, poll)
+
+        poll()
+        return d
+
+    def _stop_waiting(self, d: defer.Deferred) -> None:
+        call = self._ts_waits.pop(d, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def connect_refused(self) -> None:
+        if self._refused is not None:
+            self._refused.inc()
+
     def close(self) -> None:
         """Stop timers and drop every cached result (after the sessions are gone)."""
         if self._deploy_check is not None and self._deploy_check.running:
             self._deploy_check.stop()
         self._deploy_check = None
+        for d in list(self._ts_waits):
+            d.cancel()
         if self._manager is not None:
             self._manager.close()
 

@@ -15,6 +15,12 @@ either committed together with its record or not at all. The rows are read
 back once, on first use, and rows older than the retention period are
 deleted from time to time. Only successes are recorded; a failed mutation
 simply runs again.
+
+A row cannot hold its own commit timestamp (that is assigned when the
+transaction commits, after the row was written), but the store knows it: it is
+the timestamp of the row's document version, since a record is inserted once
+and never changed. A replay after a restart therefore answers with the
+original commit timestamp, exactly as one from memory does.
 """
 
 from __future__ import annotations
@@ -161,10 +167,7 @@ class MutationRecords:
         except Exception:
             log.failure("Could not read the mutation records in {table}", table=TABLE)
             return
-        # A restored record's exact commit ts is not stored (it is only known
-        # after the commit); any ts at which its effects are visible will do.
-        ts = self.db.published_ts
-        for row in rows[-self.max_entries :]:
+        for row, ts in rows[-self.max_entries :]:
             try:
                 key = (str(row["sessionId"]), int(row["requestId"]))
                 record = MutationRecord(loads(row["result"]), list(row.get("logLines") or []), ts)
@@ -220,14 +223,28 @@ def _scan_query() -> dict:
     }
 
 
-def _scan(database: Any) -> list[dict]:
+def _scan(database: Any) -> list[tuple[dict, int]]:
+    """Every record row with its commit timestamp, oldest first."""
     if database.store.tables_by_name.get(TABLE) is None:
         return []
     tx = database.begin(privileged=True)
     try:
-        return tx.query(_scan_query(), system=True).collect()
+        rows = tx.query(_scan_query(), system=True).collect()
     finally:
         tx.close()
+    return [(row, _commit_ts(database, row["_id"], tx.begin_ts)) for row in rows]
+
+
+def _commit_ts(database: Any, doc_id: str, snapshot_ts: int) -> int:
+    """When the record ``doc_id`` (visible at ``snapshot_ts``) was committed: the
+    timestamp of its version there. Records are never updated, so that is the
+    insert, made in the recorded mutation's own transaction."""
+    for ts, doc, _size in reversed(database.store.documents.get(doc_id) or ()):
+        if ts <= snapshot_ts and doc is not None:
+            return ts
+    # Not reachable for a row the snapshot just returned; any ts at which the
+    # mutation's effects are visible would still do.
+    return snapshot_ts
 
 
 __all__ = ["MutationRecord", "MutationRecords", "TABLE"]

@@ -4,8 +4,10 @@ This module owns the JSON shapes of the WebSocket sync protocol (see
 ``reference/client-protocol.md`` §1) and nothing else: parsing and validating
 what a client sends into small dataclasses (:func:`parse_client_message`),
 building what the server sends (:func:`transition`, :func:`query_updated`, ...),
-and the u64 timestamp encoding (8 bytes little-endian, standard base64 with
-padding). It does no I/O and keeps no state.
+splitting a large Transition into ``TransitionChunk`` messages for the clients
+that understand them (:func:`supports_transition_chunks`,
+:func:`transition_chunks`), and the u64 timestamp encoding (8 bytes
+little-endian, standard base64 with padding). It does no I/O and keeps no state.
 
 Every malformed client message raises :class:`ProtocolError` with a message
 that says what was wrong; the session answers it with a ``FatalError``.
@@ -34,6 +36,12 @@ MAX_PATH_LENGTH = 1024
 MAX_SESSION_ID_LENGTH = 256
 MAX_TOKEN_LENGTH = 64 * 1024
 MAX_JOURNAL_LENGTH = 64 * 1024
+
+#: A Transition whose JSON text is longer goes out as ``TransitionChunk``s of at
+#: most this many characters each (the real backend's threshold, about 5 MB).
+MAX_TRANSITION_BYTES = 5_000_000
+#: The oldest npm client that reassembles ``TransitionChunk``s (as the real backend).
+MIN_NPM_VERSION_FOR_CHUNKS = (1, 28, 0)
 
 
 class ProtocolError(ValueError):
@@ -272,6 +280,9 @@ def _parse_authenticate(m: dict) -> Authenticate:
         raise ProtocolError(
             f"Authenticate.tokenType must be 'User', 'Admin' or 'None', got {_short(token_type)}"
         )
+    if m.get("value") is not None and not isinstance(m["value"], str):
+        # Not echoed like other fields' bad values: it may hold a token or a key.
+        raise ProtocolError("Authenticate.value must be a string (a token or an admin key)")
     value = _limited(_field(m, "value", "str", optional=True), MAX_TOKEN_LENGTH, "token")
     impersonating = m.get("impersonating", m.get("actingAs"))
     if impersonating is not None and not isinstance(impersonating, dict):
@@ -328,13 +339,79 @@ class StateVersion:
         return {"querySet": self.query_set, "identity": self.identity, "ts": encode_u64(self.ts)}
 
 
-def transition(start: StateVersion, end: StateVersion, modifications: list[dict]) -> dict:
-    return {
+def transition(
+    start: StateVersion,
+    end: StateVersion,
+    modifications: list[dict],
+    *,
+    client_clock_skew: int | None = None,
+    server_ts: int | None = None,
+) -> dict:
+    """``client_clock_skew``: the client's clock minus ours, in ms (from ``Connect.clientTs``);
+    ``server_ts``: when this is sent, in ns since the epoch. The npm client uses both
+    only to time large Transitions and, with ``initialAuthTokenReuse``, to schedule
+    token refreshes; each is left out when unknown."""
+    message = {
         "type": "Transition",
         "startVersion": start.to_json(),
         "endVersion": end.to_json(),
         "modifications": modifications,
     }
+    if client_clock_skew is not None:
+        message["clientClockSkew"] = client_clock_skew
+    if server_ts is not None:
+        message["serverTs"] = server_ts
+    return message
+
+
+def transition_chunks(
+    text: str, transition_id: str, max_part: int = MAX_TRANSITION_BYTES
+) -> list[dict]:
+    """The ``TransitionChunk`` messages carrying the JSON ``text`` of one Transition.
+
+    The client joins the ``chunk`` strings of parts ``0 .. totalParts - 1`` and
+    parses the result, so any split works; ``text`` is ASCII (see
+    :func:`encode_message`), so ``max_part`` characters are as many bytes.
+    """
+    if max_part < 1:
+        raise ValueError("max_part must be positive")
+    parts = [text[i : i + max_part] for i in range(0, len(text), max_part)] or [""]
+    return [
+        {
+            "type": "TransitionChunk",
+            "chunk": part,
+            "partNumber": number,
+            "totalParts": len(parts),
+            "transitionId": transition_id,
+        }
+        for number, part in enumerate(parts)
+    ]
+
+
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+def supports_transition_chunks(client_header: str | None, path: str | bytes | None) -> bool:
+    """Whether a sync client reassembles ``TransitionChunk``s: an npm client at 1.28.0 or
+    later, named by its ``Convex-Client`` header (``npm-1.48.0``) or, when there is none
+    (browsers cannot set headers on a WebSocket), by the URL (``/api/1.48.0/sync``).
+    Other clients (the Python/Rust one says ``python-0.8.1``) treat a chunk as an error.
+    """
+    if client_header:
+        kind, _, version = client_header.strip().partition("-")
+        if kind != "npm":
+            return False
+    else:
+        if isinstance(path, bytes):
+            path = path.decode("latin-1")
+        segments = [s for s in (path or "").split("?")[0].split("/") if s]
+        if len(segments) < 3 or segments[-1] != "sync" or segments[-3] != "api":
+            return False
+        version = segments[-2]
+    match = _VERSION.match(version)
+    if match is None:
+        return False
+    return tuple(int(n) for n in match.groups()) >= MIN_NPM_VERSION_FOR_CHUNKS
 
 
 def query_updated(
@@ -447,11 +524,12 @@ def ping() -> dict:
 
 
 def encode_message(message: dict) -> str:
-    """Compact JSON text for one frame (no NaN: Convex-JSON never needs it)."""
+    """Compact ASCII JSON text for one frame (no NaN: Convex-JSON never needs it)."""
     return json.dumps(message, separators=(",", ":"), allow_nan=False)
 
 
 __all__ = [
+    "MAX_TRANSITION_BYTES",
     "MAX_TS",
     "ActionRequest",
     "AddQuery",
@@ -479,5 +557,7 @@ __all__ = [
     "query_failed",
     "query_removed",
     "query_updated",
+    "supports_transition_chunks",
     "transition",
+    "transition_chunks",
 ]

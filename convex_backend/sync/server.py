@@ -5,11 +5,13 @@ mounts at ``/api/sync`` and ``/api/<client version>/sync``. Each connection
 gets a :class:`~convex_backend.sync.session.SyncSession`; this module only moves
 frames: JSON text in and out, binary frames refused, any ``Origin`` accepted,
 no subprotocol. Handshakes are refused with 503 while the database and the
-function runtime are still starting. The socket's write buffer pauses the
-session's Transitions (they coalesce) until the client has read what it was
-sent. Protocol-level WebSocket pings keep idle connections alive and find dead
-ones; the session itself sends a JSON ``Ping`` after 15 s of silence, which is
-what the clients' inactivity timers look at.
+function runtime are still starting. The client's version (in the URL, or a
+``Convex-Client`` header) says whether it reassembles ``TransitionChunk``s.
+The socket's write buffer pauses the session's Transitions (they coalesce)
+until the client has read what it was sent. Protocol-level WebSocket pings keep
+idle connections alive and find dead ones; the session itself sends a JSON
+``Ping`` after 15 s of silence, which is what the clients' inactivity timers
+look at.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from convex_backend.sync.hub import SyncHub, SyncLimits
+from convex_backend.sync.protocol import supports_transition_chunks
 from convex_backend.sync.session import SyncSession
 
 log = Logger(namespace="convex.sync")
@@ -55,16 +58,27 @@ class _SessionProducer:
 class SyncServerProtocol(WebSocketServerProtocol):
     factory: SyncServerFactory
     session: SyncSession | None = None
+    #: Whether the client reassembles TransitionChunks (from its version).
+    transition_chunks = False
 
     def onConnect(self, request: Any) -> None:
         if not self.factory.hub.ready:
             raise ConnectionDeny(503, "The backend is still starting; try again shortly")
         # No subprotocol, whatever the client offers; any Origin is fine.
+        self.transition_chunks = supports_transition_chunks(
+            request.headers.get("convex-client"), request.path
+        )
         return None
 
     def onOpen(self) -> None:
         hub = self.factory.hub
-        self.session = SyncSession(hub, self._send_text, self._close, self.factory.reactor)
+        self.session = SyncSession(
+            hub,
+            self._send_text,
+            self._close,
+            self.factory.reactor,
+            transition_chunks=self.transition_chunks,
+        )
         self._watch_write_buffer()
 
     def _watch_write_buffer(self) -> None:

@@ -31,6 +31,14 @@ a ``MutationResponse`` and then a ``Transition`` whose ``endVersion.ts`` is at
 least the commit timestamp, so the client sees its own writes. Actions run
 concurrently (bounded). Malformed messages get a ``FatalError`` and the
 connection is closed; nothing else is affected.
+
+``Connect`` names the session (for idempotent mutations) and gives the client's
+clock (each Transition then carries ``clientClockSkew`` and ``serverTs``). A
+client that has seen a newer timestamp than the database's (its
+``maxObservedTimestamp``) is held until the database gets there, briefly, and
+otherwise refused with a retryable close, so that its view never goes back in
+time. A Transition too large for one frame goes out as ``TransitionChunk``s to
+the npm clients that reassemble them (1.28.0 and later).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -178,6 +187,8 @@ class SyncSession:
         send: Callable[[str], None],
         close: Callable[[int, str], None],
         reactor: Any,
+        *,
+        transition_chunks: bool = False,
     ) -> None:
         self.hub = hub
         self.limits = hub.limits
@@ -190,6 +201,11 @@ class SyncSession:
         self.query_set_version = 0
         self.identity_version = 0
         self._sent = p.StateVersion()
+        # Connect.clientTs minus our clock (ms), for the Transitions' clientClockSkew.
+        self._clock_skew: int | None = None
+        # Whether the client reassembles TransitionChunks (npm >= 1.28.0).
+        self._transition_chunks = transition_chunks
+        self._chunked_transitions = 0
         # Who the client is; the generation changes with every Authenticate.
         self._caller = Caller("client")
         self._identity_generation = 0
@@ -291,6 +307,23 @@ class SyncSession:
         if self.closed:
             return
         self._transport_send(p.encode_message(message))
+        self._sent_something()
+
+    def _send_transition(self, message: dict) -> None:
+        """A Transition; one too large goes in TransitionChunks to clients that take them."""
+        if self.closed:
+            return
+        text = p.encode_message(message)
+        limit = self.limits.max_transition_bytes
+        if len(text) <= limit or not self._transition_chunks:
+            self._transport_send(text)
+        else:
+            self._chunked_transitions += 1
+            for chunk in p.transition_chunks(text, str(self._chunked_transitions), limit):
+                self._transport_send(p.encode_message(chunk))
+        self._sent_something()
+
+    def _sent_something(self) -> None:
         if self._ping_call.active():
             self._ping_call.reset(self.limits.ping_interval)
 
@@ -324,10 +357,46 @@ class SyncSession:
         elif isinstance(message, p.Authenticate):
             self._authenticate(message)
         elif isinstance(message, p.Connect):
-            # Connect is optional (a client may never send it); it only names the session.
-            if message.session_id:
-                self.session_id = message.session_id
+            self._connect(message)
         # Event: client telemetry, ignored.
+
+    def _connect(self, message: p.Connect) -> None:
+        """Connect is optional (a client may never send it): it names the session, gives
+        the client's clock and the newest timestamp the client has seen."""
+        if message.session_id:
+            self.session_id = message.session_id
+        if message.client_ts:  # the Python client sends 0: unknown
+            self._clock_skew = round(message.client_ts - time.time_ns() / 1e6)
+        observed = message.max_observed_ts
+        if observed is not None and observed > self.hub.database.published_ts:
+            # The client has seen writes this database does not have (yet); answering
+            # from an older snapshot would take its view back in time. Later messages
+            # wait, as during an Authenticate, until the database gets there.
+            self._held = deque()
+            d = self.hub.wait_for_ts(observed, self.limits.observed_ts_wait)
+            d.addBoth(self._observed_ts_waited, observed)
+            d.addErrback(self._internal_failure)
+
+    def _observed_ts_waited(self, reached: Any, observed: int) -> None:
+        if self.closed:
+            return
+        if reached is not True:
+            log.warn(
+                "Refusing a sync client that has seen timestamp {observed}, newer than the "
+                "database's {latest} (data restored from an older backup?). It is served once "
+                "the database gets there: commit timestamps follow the clock, so normally "
+                "after the next write.",
+                observed=observed,
+                latest=self.hub.database.published_ts,
+            )
+            self.hub.connect_refused()
+            # Retryable, as the real backend does: the client reconnects with backoff.
+            self._close(
+                CLOSE_INTERNAL_ERROR,
+                "InternalServerError: the client has seen a newer timestamp than this backend",
+            )
+            return
+        self._release_held()
 
     def _modify_query_set(self, message: p.ModifyQuerySet) -> None:
         if message.base_version != self.query_set_version:
@@ -717,7 +786,15 @@ class SyncSession:
             return
         end = p.StateVersion(query_set_version, identity_version, target)
         if modifications or required or end != self._sent:
-            self._send(p.transition(self._sent, end, modifications))
+            self._send_transition(
+                p.transition(
+                    self._sent,
+                    end,
+                    modifications,
+                    client_clock_skew=self._clock_skew,
+                    server_ts=time.time_ns(),
+                )
+            )
             self._sent = end
 
 

@@ -49,7 +49,16 @@ from tests.daemon import Daemon
 SCRIPT = JS / "sync_scenarios.mjs"
 RESULT = "@@result "
 EVENT = "@@event "
-SHARED_SCENARIOS = ["subscribe", "subscribe_ws", "admin_auth", "convex_errors", "pagination"]
+SHARED_SCENARIOS = [
+    "subscribe",
+    "subscribe_ws",
+    "admin_auth",
+    "convex_errors",
+    "pagination",
+    "big_results",
+]
+#: The size over which a Transition goes out in TransitionChunks.
+CHUNK_THRESHOLD = 5_000_000
 NOT_FOUND = "Could not find public function for 'sync_app:secret'."
 
 
@@ -242,6 +251,40 @@ class JsSyncClientTests(ScenarioTestCase):
         ]
         self.assertEqual(len(failed), 1, context)
         self.assertEqual(failed[0]["errorData"]["count"], {"$integer": "BwAAAAAAAAA="}, context)
+
+    # -- large results --------------------------------------------------------------
+
+    async def test_large_result_arrives_in_transition_chunks(self) -> None:
+        """A ~12 MB query result reaches ``onUpdate`` intact, on the default WebSocket
+        and on ``ws``, twice (first result, then a new version after a mutation), sent
+        as TransitionChunks the client reassembles."""
+        value, context, run = await self.scenario("big_results")
+        self.assertEqual(value["errors"], [], context)
+        self.assertTrue(value["bump"]["ok"], context)
+        # The strings alone are over the threshold (their JSON is about twice as long).
+        self.assertGreater(value["expectedChars"], CHUNK_THRESHOLD, context)
+        for label in ("big_default", "big_ws"):
+            seen = value["seen"][label]
+            self.assertEqual([v["version"] for v in seen], [0, 1], f"{label}\n{context}")
+            for version in seen:
+                self.assertTrue(version["intact"], f"{label}: {version}\n{context}")
+                self.assertEqual(version["parts"], 3000, context)
+            self.assertEqual(seen[0]["chars"], value["expectedChars"], context)
+            incoming = [f["frame"] for f in run.frames(label) if f["dir"] == "in"]
+            chunks: dict[str, list[dict]] = {}
+            for frame in incoming:
+                if frame["type"] == "TransitionChunk":
+                    chunks.setdefault(frame["transitionId"], []).append(frame)
+                elif frame["type"] == "Transition" and frame.get("summarized"):
+                    self.assertLessEqual(frame["length"], CHUNK_THRESHOLD, context)
+            # One chunked Transition per version, each in order, 3 parts of at most
+            # 5,000,000 characters of Transition (escaped once more in the frame).
+            self.assertEqual(len(chunks), 2, f"{label}\n{context}")
+            for parts in chunks.values():
+                self.assertEqual([p["partNumber"] for p in parts], [0, 1, 2], context)
+                self.assertEqual({p["totalParts"] for p in parts}, {3}, context)
+                for part in parts:
+                    self.assertLess(part["length"], 2 * CHUNK_THRESHOLD, context)
 
     # -- pagination -----------------------------------------------------------------
 
@@ -557,9 +600,10 @@ class JsSyncRestartTests(ScenarioTestCase):
         self.assertEqual(
             (replayed[0]["success"], replayed[0]["result"]), (True, dropped["result"]), context
         )
-        # The original commit ts, or (a restored record does not keep it) a later one:
-        # the client resolves on a Transition at or past it, which shows the row.
-        self.assertGreaterEqual(u64(replayed[0]["ts"]), u64(dropped["ts"]), context)
+        # Exactly the original commit ts: the restarted daemon reads it from the
+        # record's document version (tests/sync/test_integration.py checks the same
+        # after later commits).
+        self.assertEqual(u64(replayed[0]["ts"]), u64(dropped["ts"]), context)
         resent = [
             f["frame"]
             for conn in sorted(connections)[1:]
@@ -569,3 +613,108 @@ class JsSyncRestartTests(ScenarioTestCase):
             and f["frame"]["requestId"] == request_id
         ]
         self.assertTrue(resent, context)
+
+
+# -- the daemon restored from an older backup under a connected client ---------------------
+
+
+async def run_restore() -> ScenarioRun:
+    """Deploy, stop and copy the data directory (the "backup"), start again, let the
+    client observe newer writes, then restart the daemon from the backup."""
+    await ensure_js_client()
+    node, _ = node_paths()
+    notes: list[str] = []
+    data_dir = tempfile.mkdtemp(prefix="convex-sync-restore-")
+    backup_dir = tempfile.mkdtemp(prefix="convex-sync-backup-")
+    daemons: list[Daemon] = []
+    child = NodeScenario()
+    try:
+        first = await deployed_daemon(data_dir)
+        daemons.append(first)
+        port = urlsplit(first.api_url).port
+        assert port is not None
+        await stop_daemon(first)
+        shutil.copytree(data_dir, backup_dir, dirs_exist_ok=True)
+        current = await start_on_port(data_dir, port, notes)
+        daemons.append(current)
+        env = node_env(CONVEX_URL=first.api_url, CONVEX_ADMIN_KEY=first.admin_key)
+        argv = [str(node), str(SCRIPT), "restore"]
+        reactor.spawnProcess(child, argv[0], argv, env=env, path=str(JS))
+        try:
+            await child.event("observed", timeout=120)
+        except Exception as e:
+            raise FixtureError(
+                f"the client did not get ready ({e!r})\n--- stdout\n{child.out.decode()}\n"
+                f"--- stderr\n{child.err.decode()}\n--- daemon\n{current.output}"
+            ) from e
+        await stop_daemon(current)
+        notes.append(f"--- the daemon before the restore (tail)\n{current.output[-3000:]}")
+        restored = await start_on_port(backup_dir, port, notes)
+        daemons.append(restored)
+        child.transport.write(b"restored\n")
+        timer = reactor.callLater(300, child.kill)
+        await child.ended
+        if timer.active():
+            timer.cancel()
+        out, err = child.out.decode("utf-8", "replace"), child.err.decode("utf-8", "replace")
+        run = ScenarioRun("restore", parse_result("restore", out), out, err, first.admin_key)
+        run.notes += notes
+        run.notes.append(f"--- the restored daemon's output\n{restored.output}")
+        if child.exit_code != 0 or run.result is None:
+            run.notes.append(f"node exited with {child.exit_code} and no @@result line")
+            run.result = None
+        return run
+    finally:
+        child.kill()
+        for daemon in reversed(daemons):
+            if not daemon.protocol.ended.called:
+                await stop_daemon(daemon)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(backup_dir, ignore_errors=True)
+
+
+class JsSyncRestoreTests(ScenarioTestCase):
+    """``maxObservedTimestamp``: the daemon restarted from a backup older than what a
+    connected ``ConvexClient`` has seen (``js/sync_scenarios.mjs``, ``restore``)."""
+
+    timeout = 900
+    shared = Once(run_restore)
+
+    async def test_client_is_never_shown_an_older_snapshot(self) -> None:
+        run = await self.shared.get()
+        value, context = self.value(run)
+        self.assertEqual(value["errors"], [], context)
+        self.assertTrue(value["before"]["ok"], context)
+        self.assertTrue(value["after"]["ok"], context)
+        observed = int(value["observed"])
+        by_conn: dict[int, list[dict]] = {}
+        for f in run.frames("watcher"):
+            by_conn.setdefault(f["conn"], []).append(f)
+        refused = []
+        for conn, frames in sorted(by_conn.items()):
+            if conn == 0:
+                continue
+            connects = [f["frame"] for f in frames if f["dir"] == "out"][:1]
+            closes = [f for f in frames if f["dir"] == "close"]
+            transitions = [
+                f["frame"]
+                for f in frames
+                if f["dir"] == "in" and f["frame"]["type"] == "Transition"
+            ]
+            # Every Transition after the first connection is at or past what the
+            # client had seen: its view never went back in time.
+            for transition in transitions:
+                self.assertGreaterEqual(u64(transition["endVersion"]["ts"]), observed, context)
+            if closes and closes[0]["code"] == 1011:
+                refused.append(conn)
+                self.assertTrue(closes[0]["reason"].startswith("InternalServerError"), context)
+                self.assertEqual(transitions, [], context)
+                [connect] = connects
+                self.assertEqual(connect["type"], "Connect", context)
+                self.assertGreaterEqual(u64(connect["maxObservedTimestamp"]), observed, context)
+        self.assertTrue(refused, context)
+        self.assertIn("Refusing a sync client that has seen timestamp", "\n".join(run.notes))
+        # Served again once a write moved the restored database past it; the restored
+        # data does not have the write made before the restore.
+        after_refusal = [u["value"] for u in value["updates"] if u["t"] > value["refusal"]["t"]]
+        self.assertEqual(after_refusal[-1], ["after-restore"], context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from types import SimpleNamespace
 
 from twisted.internet import reactor, task
@@ -12,7 +13,7 @@ from convex_backend.auth.admin_key import AdminKeyChecker
 from convex_backend.metrics import Metrics
 from convex_backend.sync.hub import SyncHub, SyncLimits
 from convex_backend.sync.idempotency import TABLE, MutationRecords
-from convex_backend.sync.protocol import decode_u64
+from convex_backend.sync.protocol import decode_u64, encode_u64
 from convex_backend.sync.session import SyncSession
 from tests.database.fixtures import open_database, reopen, scan
 from tests.functions.fixtures import deploy_app
@@ -61,10 +62,10 @@ class IntegrationTests(TestCase):
         )
         self.hub = self.new_hub()
 
-    def new_hub(self) -> SyncHub:
+    def new_hub(self, **limits) -> SyncHub:
         # A new deployment object each time, as after a restart (fresh metrics).
         deployment = SimpleNamespace(**{**vars(self.deployment), "metrics": Metrics()})
-        hub = SyncHub(deployment, reactor, limits=SyncLimits(deploy_check_interval=0))
+        hub = SyncHub(deployment, reactor, limits=SyncLimits(deploy_check_interval=0, **limits))
         self.addCleanup(hub.close)
         return hub
 
@@ -251,6 +252,10 @@ class IntegrationTests(TestCase):
         (original, _) = await self.wait_for(client, self.transitions(1))
         self.assertTrue(original["success"])
         session.connection_lost()
+        original_ts = decode_u64(original["ts"])
+        # Later commits: the replay must not answer with the latest ts.
+        later_ts = await self.send("later", 2.0)
+        self.assertGreater(later_ts, original_ts)
 
         # A new hub has no memory of it: the record comes from _session_requests,
         # written in the mutation's own transaction.
@@ -270,12 +275,52 @@ class IntegrationTests(TestCase):
         (replay, transition) = await self.wait_for(again_client, self.transitions(1))
         self.assertEqual(replay["result"], original["result"])
         self.assertTrue(replay["success"])
-        self.assertGreaterEqual(ts_of(transition), decode_u64(replay["ts"]))
+        # The original commit ts: the record's document version was committed with it.
+        self.assertEqual(replay["ts"], original["ts"])
+        self.assertGreaterEqual(ts_of(transition), later_ts)
         self.assertEqual(hub.records.replays, 1)
         count = await self.runner.call("messages:count", {})
-        self.assertEqual(count.value, 1.0)
-        # The record is on disk: a restarted database still has it.
+        self.assertEqual(count.value, 2.0)
+        # The record is on disk: a restarted database still has it, and its ts.
         reopened = await reopen(self, self.db)
         records = MutationRecords(reopened, reactor)
-        self.assertEqual(records.lookup("sess-1", 3).value, 1.0)
+        record = records.lookup("sess-1", 3)
+        self.assertEqual((record.value, record.ts), (1.0, original_ts))
         self.assertIsNone(records.lookup("sess-1", 4))
+
+    async def test_client_ahead_waits_for_a_commit(self) -> None:
+        """A client that has seen a timestamp the database has not published yet is
+        answered once a commit (timestamps follow the clock) gets past it."""
+        observed = self.db.published_ts + 1
+        session, client = self.open()
+        self.feed(
+            session,
+            {"type": "Connect", "sessionId": "ahead", "maxObservedTimestamp": encode_u64(observed)},
+            modify(0, add(0, "messages:count")),
+        )
+        await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(client.messages, [])
+        await self.send("catch up", 1.0)
+        (transition,) = await self.wait_for(client, self.transitions(1))
+        self.assertGreaterEqual(ts_of(transition), observed)
+        self.assertEqual(transition["modifications"][0]["value"], 1.0)
+
+    async def test_client_ahead_is_refused(self) -> None:
+        hub = self.new_hub(observed_ts_wait=0.3)
+        session, client = self.open(hub)
+        # An hour ahead of the clock: no commit gets there while the client waits.
+        ahead = time.time_ns() + 3600 * 10**9
+        self.feed(
+            session,
+            {"type": "Connect", "sessionId": "ahead", "maxObservedTimestamp": encode_u64(ahead)},
+            modify(0, add(0, "messages:count")),
+            mutation(0, "messages:send", {"body": "never", "n": 1.0}),
+        )
+        for _ in range(200):
+            if client.closed is not None:
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(client.messages, [])
+        self.assertEqual(client.closed[0], 1011)
+        count = await self.runner.call("messages:count", {})
+        self.assertEqual(count.value, 0.0)

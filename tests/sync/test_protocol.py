@@ -179,3 +179,88 @@ class EncodeTests(TestCase):
         action = p.action_failure(4, "nope", [], {"a": 1.0})
         self.assertNotIn("ts", action)
         self.assertEqual(action["errorData"], {"a": 1.0})
+
+
+class TransitionExtrasTests(TestCase):
+    def test_clock_fields_only_when_known(self) -> None:
+        plain = p.transition(p.StateVersion(), p.StateVersion(1, 0, 1000), [])
+        self.assertNotIn("clientClockSkew", plain)
+        self.assertNotIn("serverTs", plain)
+        timed = p.transition(
+            p.StateVersion(),
+            p.StateVersion(1, 0, 1000),
+            [],
+            client_clock_skew=-42,
+            server_ts=1795496868623000000,
+        )
+        # Numbers, as the npm client and the Rust client read them (ms and ns).
+        text = p.encode_message(timed)
+        self.assertIn('"clientClockSkew":-42', text)
+        self.assertIn('"serverTs":1795496868623000000', text)
+
+
+class TransitionChunkTests(TestCase):
+    def transition_text(self) -> str:
+        # Quotes, backslashes and non-ASCII (escaped by encode_message) in the value,
+        # so that chunk boundaries fall inside escapes.
+        value = ['say "hi" \\ été 😀 ' * 40, "x" * 3000]
+        message = p.transition(
+            p.StateVersion(), p.StateVersion(1, 0, 5), [p.query_updated(0, value, [], None)]
+        )
+        return p.encode_message(message)
+
+    def test_chunks_reassemble_to_the_transition(self) -> None:
+        text = self.transition_text()
+        self.assertTrue(text.isascii())
+        chunks = p.transition_chunks(text, "7", 1000)
+        self.assertEqual(len(chunks), -(-len(text) // 1000))
+        for number, chunk in enumerate(chunks):
+            self.assertEqual(
+                set(chunk), {"type", "chunk", "partNumber", "totalParts", "transitionId"}
+            )
+            self.assertEqual(chunk["type"], "TransitionChunk")
+            self.assertEqual(chunk["partNumber"], number)
+            self.assertEqual(chunk["totalParts"], len(chunks))
+            self.assertEqual(chunk["transitionId"], "7")
+            self.assertLessEqual(len(chunk["chunk"]), 1000)
+        # What the client does: parse each frame, join the chunks, parse the result.
+        frames = [json.loads(p.encode_message(chunk)) for chunk in chunks]
+        joined = "".join(frame["chunk"] for frame in frames)
+        self.assertEqual(joined, text)
+        self.assertEqual(json.loads(joined), json.loads(text))
+
+    def test_small_and_odd_inputs(self) -> None:
+        [only] = p.transition_chunks("{}", "1", 10)
+        self.assertEqual((only["chunk"], only["totalParts"]), ("{}", 1))
+        self.assertEqual(len(p.transition_chunks("x" * 20, "1", 10)), 2)
+        self.assertEqual(len(p.transition_chunks("x" * 21, "1", 10)), 3)
+        with self.assertRaises(ValueError):
+            p.transition_chunks("{}", "1", 0)
+
+    def test_which_clients_take_chunks(self) -> None:
+        cases = [
+            # (Convex-Client header, request path) -> chunks?
+            (None, "/api/1.48.0/sync", True),
+            (None, b"/api/1.28.0/sync", True),
+            (None, "/api/1.28.0-alpha.1/sync", True),
+            (None, "/prefix/api/2.0.0/sync?x=1", True),
+            (None, "//api/1.48.0/sync", True),
+            (None, "/api/1.27.9/sync", False),
+            (None, "/api/0.99.0/sync", False),
+            (None, "/api/sync", False),
+            (None, "/api/garbage/sync", False),
+            (None, "/api/1.48.0/other", False),
+            (None, None, False),
+            ("npm-1.48.0", "/api/sync", True),
+            ("npm-1.20.0", "/api/1.48.0/sync", False),
+            ("python-0.8.1", "/api/sync", False),
+            ("python-0.8.1", "/api/1.48.0/sync", False),
+            ("rust-0.10.4", "/api/sync", False),
+            ("npm-", "/api/sync", False),
+            ("npm", "/api/sync", False),
+            ("", "/api/1.48.0/sync", True),
+        ]
+        for header, path, expected in cases:
+            self.assertEqual(
+                p.supports_transition_chunks(header, path), expected, f"{header!r} {path!r}"
+            )

@@ -64,9 +64,11 @@ class ServerTests(TestCase):
         self.addCleanup(self.port.stopListening)
         self.addCleanup(get_hub(self.deployment, reactor).close)
 
-    async def connect(self, path: str = "/api/sync") -> RecordingClient:
+    async def connect(
+        self, path: str = "/api/sync", headers: dict | None = None
+    ) -> RecordingClient:
         url = f"ws://127.0.0.1:{self.port.getHost().port}{path}"
-        factory = WebSocketClientFactory(url)
+        factory = WebSocketClientFactory(url, headers=headers)
         factory.protocol = RecordingClient
         factory.messages = []
         factory.opened = defer.Deferred()
@@ -165,3 +167,48 @@ class ServerTests(TestCase):
         await client.factory.lost
         self.assertEqual(client.factory.close_info, (1011, "InternalServerError"))
         self.flushLoggedErrors(RuntimeError, defer.FirstError)
+
+    async def test_transition_chunks_by_client_version(self) -> None:
+        """npm clients (1.28.0 and later, named by the URL or the Convex-Client header)
+        get a large Transition in TransitionChunks; the others get it whole."""
+        get_hub(self.deployment, reactor).limits.max_transition_bytes = 300
+        self.db.data["a"] = "y" * 1000
+        cases = [
+            ("/api/1.48.0/sync", None, True),
+            ("/api/sync", {"Convex-Client": "npm-1.48.0"}, True),
+            ("/api/sync", None, False),
+            ("/api/1.48.0/sync", {"Convex-Client": "python-0.8.1"}, False),
+        ]
+        for path, headers, chunked in cases:
+            client = await self.connect(path, headers)
+            self.send(
+                client,
+                {
+                    "type": "ModifyQuerySet",
+                    "baseVersion": 0,
+                    "newVersion": 1,
+                    "modifications": [
+                        {"type": "Add", "queryId": 0, "udfPath": "kv:get", "args": [{"key": "a"}]}
+                    ],
+                },
+            )
+            messages = await self.wait_for(
+                client,
+                lambda m: (
+                    m
+                    and (
+                        m[-1]["type"] == "Transition"
+                        or m[-1]["partNumber"] == m[-1]["totalParts"] - 1
+                    )
+                ),
+            )
+            if chunked:
+                self.assertEqual({m["type"] for m in messages}, {"TransitionChunk"}, path)
+                self.assertEqual([m["partNumber"] for m in messages], list(range(len(messages))))
+                self.assertGreater(len(messages), 3)
+                transition = json.loads("".join(m["chunk"] for m in messages))
+            else:
+                (transition,) = messages
+            self.assertEqual(transition["type"], "Transition")
+            self.assertEqual(transition["modifications"][0]["value"], "y" * 1000)
+            await self.close(client)

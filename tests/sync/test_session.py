@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from convex_backend.sync.hub import SyncLimits
 from convex_backend.sync.protocol import decode_u64, encode_u64
-from tests.sync.fakes import ADMIN_KEY, Harness
+from convex_backend.sync.session import SyncSession
+from tests.sync.fakes import ADMIN_KEY, Client, Harness
 
 
 def add(query_id: int, path: str, args: dict | None = None, **extra) -> dict:
@@ -597,3 +599,170 @@ class TransientErrorTests(SessionTestCase):
         self.h.pump()
         (updated,) = client.take()[0]["modifications"]
         self.assertEqual(updated["value"], "fine")
+
+
+def reassemble(messages: list[dict]) -> list[dict]:
+    """What the npm client makes of the frames: TransitionChunks joined (checked as it
+    checks them: parts in order, one id and total per sequence) into Transitions."""
+    out: list[dict] = []
+    buffer: list[dict] = []
+    for message in messages:
+        if message["type"] != "TransitionChunk":
+            assert not buffer, f"{message['type']} in the middle of a chunked transition"
+            out.append(message)
+            continue
+        if buffer:
+            assert message["transitionId"] == buffer[0]["transitionId"]
+            assert message["totalParts"] == buffer[0]["totalParts"]
+        assert message["partNumber"] == len(buffer), "parts out of order"
+        buffer.append(message)
+        if len(buffer) == message["totalParts"]:
+            out.append(json.loads("".join(part["chunk"] for part in buffer)))
+            buffer = []
+    assert not buffer, "an unfinished chunked transition"
+    return out
+
+
+class ConnectTests(SessionTestCase):
+    limits = SyncLimits(observed_ts_wait=2.0)
+
+    def connect(self, session, **fields) -> None:
+        self.h.feed(session, {"type": "Connect", "sessionId": "s", **fields})
+
+    def test_clock_skew_and_server_ts(self) -> None:
+        session, client = self.open()
+        self.connect(session, clientTs=time.time() * 1000 + 5000)
+        self.h.feed(session, modify(0, add(0, "kv:get", {"key": "a"})))
+        (transition,) = client.take()
+        # The client's clock is 5 s ahead of ours (less the time this test took).
+        self.assertTrue(3000 <= transition["clientClockSkew"] <= 5000, transition)
+        self.assertIsInstance(transition["clientClockSkew"], int)
+        self.assertLess(abs(transition["serverTs"] - time.time_ns()), 60 * 10**9)
+        # The Python client sends clientTs 0, and a client may send no Connect.
+        for fields in ({"clientTs": 0}, None):
+            other, other_client = self.open()
+            if fields is not None:
+                self.connect(other, **fields)
+            self.h.feed(other, modify(0, add(0, "kv:get", {"key": "a"})))
+            (transition,) = other_client.take()
+            self.assertNotIn("clientClockSkew", transition)
+            self.assertIsInstance(transition["serverTs"], int)
+
+    def test_observed_ts_the_database_has_is_served_at_once(self) -> None:
+        session, client = self.open()
+        self.connect(session, maxObservedTimestamp=encode_u64(self.h.db.published_ts))
+        self.h.feed(session, modify(0, add(0, "kv:get", {"key": "a"})))
+        (transition,) = client.take()
+        self.assertEqual(ts_of(transition["endVersion"]), self.h.db.published_ts)
+
+    def test_client_ahead_of_the_database_waits_for_it(self) -> None:
+        """A client that has seen ts 115 while the database is at 100 (another node
+        that is ahead, say) is answered only once the database reaches 115."""
+        observed = self.h.db.published_ts + 15
+        session, client = self.open()
+        self.connect(session, maxObservedTimestamp=encode_u64(observed))
+        self.h.feed(
+            session,
+            modify(0, add(0, "kv:get", {"key": "a"})),
+            mutation(0, "kv:set", {"key": "b", "value": 1.0}),
+        )
+        self.h.clock.advance(0.5)
+        self.h.db.commit({"a": 1.0})  # ts 110: not there yet
+        self.h.clock.advance(0.5)
+        self.assertEqual(client.messages, [])
+        self.assertEqual(self.h.runner.calls, [])
+        self.h.db.commit({"a": 2.0})  # ts 120
+        self.h.clock.advance(0.05)
+        self.h.pump()
+        messages = client.take()
+        # The held messages, handled in order (the fake runs the mutation at once,
+        # so one Transition answers both).
+        self.assertEqual([m["type"] for m in messages], ["MutationResponse", "Transition"])
+        self.assertTrue(messages[0]["success"])
+        self.assertChains(messages)
+        transition = messages[1]
+        self.assertGreaterEqual(ts_of(transition["endVersion"]), observed)
+        self.assertEqual(transition["modifications"][0]["value"], 2.0)
+        self.assertEqual(self.h.db.data["b"], 1.0)
+        self.assertIsNone(client.closed)
+
+    def test_client_ahead_is_refused_when_the_database_does_not_get_there(self) -> None:
+        """Data restored from an older backup: the client is refused (retryable close,
+        as the real backend does) rather than shown an older snapshot."""
+        bystander, bystander_client = self.open()
+        session, client = self.open()
+        self.connect(session, maxObservedTimestamp=encode_u64(10**18))
+        self.h.feed(
+            session,
+            modify(0, add(0, "kv:get", {"key": "a"})),
+            mutation(0, "kv:set", {"key": "b", "value": 1.0}),
+        )
+        self.h.clock.advance(1.9)
+        self.assertIsNone(client.closed)
+        self.h.clock.advance(0.2)
+        self.assertEqual(client.messages, [])
+        self.assertEqual(client.closed[0], 1011)
+        self.assertTrue(client.closed[1].startswith("InternalServerError: "), client.closed)
+        self.assertLessEqual(len(client.closed[1].encode()), 123)
+        self.assertEqual(self.h.runner.calls, [])
+        self.assertNotIn("b", self.h.db.data)
+        registry = self.h.deployment.metrics.registry
+        self.assertEqual(registry.get_sample_value("convex_sync_connects_refused_total"), 1.0)
+        # Nobody else noticed.
+        self.h.feed(bystander, modify(0, add(0, "kv:get", {"key": "a"})))
+        self.assertEqual(len(bystander_client.transitions()), 1)
+
+    def test_close_while_waiting(self) -> None:
+        session, client = self.open()
+        self.connect(session, maxObservedTimestamp=encode_u64(10**18))
+        self.h.feed(session, modify(0, add(0, "kv:get", {"key": "a"})))
+        session.connection_lost()
+        self.h.clock.advance(5)
+        self.assertEqual((client.messages, client.closed), ([], None))
+        self.assertEqual(self.h.hub._ts_waits, {})
+
+
+class TransitionChunkTests(SessionTestCase):
+    limits = SyncLimits(max_transition_bytes=500)
+
+    def open_chunked(self):
+        client = Client()
+        session = SyncSession(
+            self.h.hub, client.send, client.close, self.h.clock, transition_chunks=True
+        )
+        self.sessions.append(session)
+        return session, client
+
+    def test_large_transitions_go_in_chunks(self) -> None:
+        big = 'é"\\x' * 600
+        self.h.db.data["a"] = big
+        session, client = self.open_chunked()
+        self.h.feed(session, modify(0, add(0, "kv:get", {"key": "a"})))
+        chunks = client.take()
+        self.assertGreater(len(chunks), 3)
+        self.assertEqual({m["type"] for m in chunks}, {"TransitionChunk"})
+        self.assertTrue(all(len(m["chunk"]) <= 500 for m in chunks))
+        (first,) = reassemble(chunks)
+        self.assertEqual(first["type"], "Transition")
+        self.assertEqual(first["modifications"][0]["value"], big)
+        # A small one after it goes whole, and chains from the reassembled one.
+        self.h.feed(session, mutation(0, "kv:set", {"key": "a", "value": "small"}))
+        small = client.take()
+        self.assertEqual([m["type"] for m in small], ["MutationResponse", "Transition"])
+        self.assertChains([first, *small])
+        # Each chunked transition has its own id.
+        self.h.feed(session, mutation(1, "kv:set", {"key": "a", "value": big + "!"}))
+        frames = client.take()
+        self.assertEqual(frames[0]["type"], "MutationResponse")
+        self.assertEqual({m["transitionId"] for m in frames[1:]}, {"2"})
+        (third,) = reassemble(frames[1:])
+        self.assertChains([first, small[1], third])
+        self.assertEqual(third["modifications"][0]["value"], big + "!")
+
+    def test_clients_without_chunk_support_get_it_whole(self) -> None:
+        self.h.db.data["a"] = "x" * 2000
+        session, client = self.open()
+        self.h.feed(session, modify(0, add(0, "kv:get", {"key": "a"})))
+        (transition,) = client.take()
+        self.assertEqual(transition["type"], "Transition")
+        self.assertEqual(transition["modifications"][0]["value"], "x" * 2000)

@@ -10,7 +10,7 @@
 // received ("in"), with opens and closes, for failure messages. Values are made
 // JSON-safe by `plain` (a bigint becomes {"bigint": "42"}).
 
-import { ConvexClient } from "convex/browser";
+import { ConvexClient, ConvexHttpClient } from "convex/browser";
 import { anyApi, makeFunctionReference } from "convex/server";
 import { ConvexError } from "convex/values";
 import { createInterface } from "node:readline";
@@ -65,11 +65,19 @@ function tappedWebSocket(Base, label, drop = () => false) {
   let connection = 0;
   const record = (entry) => frames.push({ t: Date.now() - started, client: label, ...entry });
   const parse = (data) => {
+    const text = String(data);
+    let frame;
     try {
-      return JSON.parse(String(data));
+      frame = JSON.parse(text);
     } catch {
-      return String(data);
+      return text;
     }
+    // Megabyte frames (big_results) are recorded by their shape, not their text.
+    if (text.length > 100000) {
+      const { type, partNumber, totalParts, transitionId } = frame;
+      return { type, partNumber, totalParts, transitionId, length: text.length, summarized: true };
+    }
+    return frame;
   };
   return class TappedWebSocket extends Base {
     constructor(...args) {
@@ -295,6 +303,70 @@ async function restart() {
   };
 }
 
+/** A protocol timestamp (base64 of 8 little-endian bytes) as a BigInt. */
+function u64(encoded) {
+  return Buffer.from(encoded, "base64").readBigUInt64LE(0);
+}
+
+/** The daemon is restarted from a backup older than what the client has seen (the test
+ * waits for `observed`, then answers `restored` on stdin). The client reconnects with a
+ * maxObservedTimestamp newer than anything the restored database has: the server must
+ * refuse it (a retryable close) instead of showing it an older snapshot, until a write
+ * (through the HTTP client) moves the database past it. */
+async function restore() {
+  const channel = `restore-${suffix}`;
+  const watcher = newClient("watcher");
+  const updates = [];
+  const errors = [];
+  watcher.onUpdate(
+    fn("sync_app:bodies"),
+    { channel },
+    (value) => updates.push({ t: Date.now() - started, value: plain(value) }),
+    (error) => errors.push(describeError(error)),
+  );
+  await waitFor("the first value", () => updates.length >= 1);
+  const before = await settle(
+    watcher.mutation(fn("sync_app:send"), { channel, body: "before-restore" }),
+  );
+  await waitFor("the watcher to see 'before-restore'", () =>
+    updates.at(-1)?.value?.includes?.("before-restore"),
+  );
+  const tsOf = (f) =>
+    f.frame?.type === "Transition"
+      ? u64(f.frame.endVersion.ts)
+      : f.frame?.type === "MutationResponse" && f.frame.success
+        ? u64(f.frame.ts)
+        : 0n;
+  const observed = framesOf("watcher", (f) => f.dir === "in")
+    .map(tsOf)
+    .reduce((a, b) => (a > b ? a : b), 0n);
+  event("observed");
+  await waitFor("the test to restore the backup", () => commands.includes("restored"), 180000);
+  const restoredAt = Date.now() - started;
+  const refusal = await waitFor(
+    "a refused reconnect",
+    () => framesOf("watcher", (f) => f.conn > 0 && f.dir === "close" && f.code === 1011)[0],
+    120000,
+  );
+  event("refused");
+  const http = new ConvexHttpClient(url);
+  const after = await settle(http.mutation(fn("sync_app:send"), { channel, body: "after-restore" }));
+  await waitFor(
+    "the watcher to see 'after-restore'",
+    () => updates.at(-1)?.value?.includes?.("after-restore"),
+    120000,
+  );
+  return {
+    before,
+    after,
+    observed: observed.toString(),
+    restoredAt,
+    refusal,
+    updates,
+    errors,
+  };
+}
+
 /** onPaginatedUpdate_experimental with loadMore while another client inserts. */
 async function pagination() {
   const channel = `pages-${suffix}`;
@@ -365,12 +437,60 @@ async function pagination() {
   return { inserted, loadMoreCalls, snapshots, finalRows };
 }
 
+/** The value big_results:blob returns (tests/clients/app/big_results.py). */
+function expectedBlob(version, parts, segments) {
+  const body = 'abc é"\\ 😀 xyz|'.repeat(segments);
+  return { version, parts: Array.from({ length: parts }, (_, i) => `${version}:${i}:${body}`) };
+}
+
+/** A subscription whose result is ~12 MB of JSON (over the 5 MB threshold: it comes
+ * in TransitionChunks) on the default WebSocket and on `ws`, then a new version of it. */
+async function bigResults() {
+  const channel = `big-${suffix}`;
+  const parts = 3000;
+  const segments = 125;
+  const args = { channel, parts, segments };
+  const labels = ["big_default", "big_ws"];
+  const seen = Object.fromEntries(labels.map((label) => [label, []]));
+  const errors = [];
+  for (const label of labels) {
+    const client = newClient(label, { useWs: label === "big_ws" });
+    client.onUpdate(
+      fn("big_results:blob"),
+      args,
+      (value) => {
+        const expected = expectedBlob(value?.version, parts, segments);
+        seen[label].push({
+          t: Date.now() - started,
+          version: value?.version,
+          parts: value?.parts?.length,
+          chars: value?.parts?.reduce((n, part) => n + part.length, 0),
+          intact:
+            value?.parts?.length === parts &&
+            value.parts.every((part, i) => part === expected.parts[i]),
+        });
+      },
+      (error) => errors.push({ label, error: describeError(error) }),
+    );
+  }
+  const reached = (version) => () =>
+    labels.every((label) => seen[label].some((v) => v.version === version)) || errors.length;
+  await waitFor("the first big result on every client", reached(0), 120000);
+  const writer = newClient("big_writer");
+  const bump = await settle(writer.mutation(fn("big_results:bump"), { channel }));
+  await waitFor("the next version on every client", reached(1), 120000);
+  const expectedChars = expectedBlob(0, parts, segments).parts.reduce((n, p) => n + p.length, 0);
+  return { seen, errors, bump, expectedChars };
+}
+
 const scenarios = {
+  big_results: bigResults,
   subscribe,
   subscribe_ws: () => subscribe({ useWs: true }),
   admin_auth: adminAuth,
   convex_errors: convexErrors,
   restart,
+  restore,
   pagination,
 };
 
