@@ -20,6 +20,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from convex_backend.auth.admin_key import derive_admin_key, load_or_create_instance_secret
+from convex_backend.config import DEFAULT_INSTANCE_NAME
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -155,9 +158,11 @@ class Daemon:
             time.sleep(0.1)
             text = self.log_path.read_text()
             api = re.search(r"Serving api on (http://\S+?)/", text)
-            found = re.search(r"Admin key: (\S+)", text)
-            if api and found:
-                self.url, self.key = api.group(1), found.group(1)
+            if api:
+                self.url = api.group(1)
+                self.key = derive_admin_key(
+                    DEFAULT_INSTANCE_NAME, load_or_create_instance_secret(Path(self.directory))
+                )
                 break
             if self.process.poll() is not None:
                 break

@@ -18,6 +18,7 @@ every request that might use it.
 from __future__ import annotations
 
 import gc
+import shlex
 from collections.abc import Mapping
 
 from twisted.application.service import MultiService, Service
@@ -32,6 +33,7 @@ from convex_backend.auth.admin_key import (
     load_or_create_instance_secret,
 )
 from convex_backend.config import (
+    DEFAULT_INSTANCE_NAME,
     Config,
     ConfigError,
     Options,
@@ -66,7 +68,7 @@ class ConvexService(MultiService):
         self.deployment = deployment
         self._reactor = reactor
         self._log_observer = log_observer
-        self._announce_key: str | None = None
+        self._key_hint: str | None = None
 
     def setServiceParent(self, parent) -> None:
         # twistd hands us its Application; our level-filtered observer becomes
@@ -96,11 +98,13 @@ class ConvexService(MultiService):
         functions = self.getServiceNamed("functions") if "functions" in self.namedServices else None
         if functions is not None:
             functions.started.addCallback(lambda _: gc.freeze())
-        if self._announce_key is not None:
-            # The one place the admin key is ever logged: so that a first-time
-            # user can find it. `convex-backend admin-key` prints it at any time.
-            log.info("Admin key: {key}", key=self._announce_key)
-            self._announce_key = None
+        if self._key_hint is not None:
+            # Never the key itself: whoever reads the log would be an admin.
+            log.info(
+                "The admin key is never logged; print it with `{command}`",
+                command=self._key_hint,
+            )
+            self._key_hint = None
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -136,6 +140,14 @@ def resolve_admin_key(config: Config, secret: str) -> tuple[str, bool]:
     return derive_admin_key(config.instance_name, secret), True
 
 
+def admin_key_command(config: Config) -> str:
+    """The command that prints this daemon's (derived) admin key."""
+    command = f"convex-backend admin-key --data-dir {shlex.quote(str(config.data_dir))}"
+    if config.instance_name != DEFAULT_INSTANCE_NAME:
+        command += f" --instance-name {shlex.quote(config.instance_name)}"
+    return command
+
+
 def build(config: Config, reactor=None, log_observer: ILogObserver | None = None) -> ConvexService:
     """The whole service tree for a validated configuration."""
     if reactor is None:
@@ -145,7 +157,7 @@ def build(config: Config, reactor=None, log_observer: ILogObserver | None = None
     deployment = Deployment(config=config, admin_keys=AdminKeyChecker(admin_key))
     root = ConvexService(deployment, log_observer, reactor)
     if derived:
-        root._announce_key = admin_key
+        root._key_hint = admin_key_command(config)
     database = DatabaseService(config.persistence, secret, reactor)
     database.setServiceParent(root)
     functions = FunctionsService(deployment, database, reactor, workers=config.workers)

@@ -77,8 +77,7 @@ class Daemon:
             site = re.search(r"Serving http actions on (http://[^/\s]+)/", self.output)
             if api and site:
                 self.api_url, self.site_url = api.group(1), site.group(1)
-                key = re.search(r"Admin key: (\S+)", self.output)
-                self.admin_key = key.group(1) if key else ""
+                self.admin_key = self._admin_key()
                 return self
             if self.exit_code is not None or self.protocol.ended.called:
                 raise RuntimeError(f"daemon exited early:\n{self.output}")
@@ -86,6 +85,23 @@ class Daemon:
             waited += 0.05
         self.kill()
         raise RuntimeError(f"daemon did not start in {timeout}s:\n{self.output}")
+
+    def _admin_key(self) -> str:
+        """The key the daemon checks (never in its log): as `convex-backend admin-key`."""
+        from convex_backend.cli import AdminKeyOptions, admin_key
+
+        flags = dict(zip(self.args, self.args[1:], strict=False))
+        if "--admin-key" in flags:
+            return flags["--admin-key"]
+        environ = dict(self.env)
+        if "--instance-secret" in flags:
+            environ["INSTANCE_SECRET"] = flags["--instance-secret"]
+        argv = ["--data-dir", self.data_dir]
+        if "--instance-name" in flags:
+            argv += ["--instance-name", flags["--instance-name"]]
+        options = AdminKeyOptions()
+        options.parseOptions(argv)
+        return admin_key(options, environ)
 
     async def wait(self, timeout: float = 20.0) -> int | None:
         """Wait for the process to exit; SIGKILL it after ``timeout``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 
@@ -65,9 +66,12 @@ class ServiceTreeTests(TestCase):
         self.assertNotIn("\n", message)
         self.assertEqual(service.getServiceNamed("http").ports, {})
 
-    def test_derived_key_is_announced_configured_key_is_not(self) -> None:
-        derived = build(make_config(self.mktemp()), reactor)
-        self.assertTrue(derived._announce_key.startswith("convex-self-hosted|01"))
+    def test_how_to_print_a_derived_key_is_logged_never_the_key(self) -> None:
+        data_dir = self.mktemp()
+        derived = build(make_config(data_dir), reactor)
+        self.assertEqual(
+            derived._key_hint, f"convex-backend admin-key --data-dir {os.path.abspath(data_dir)}"
+        )
         configured = build(make_config(self.mktemp(), admin_key="convex-self-hosted|abcd"), reactor)
-        self.assertIsNone(configured._announce_key)
+        self.assertIsNone(configured._key_hint)
         self.assertTrue(configured.deployment.admin_keys.is_valid("convex-self-hosted|abcd"))

@@ -221,7 +221,7 @@ class JwksCache:
                 timer.cancel()
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             raise JwksError(f"{url} did not answer JSON")
 
     def _pool(self) -> HTTPConnectionPool:

@@ -57,6 +57,10 @@ from convex_backend.auth.providers import (
 LEEWAY = 10.0
 #: The longest token accepted (Convex's clients send tokens of a few KiB).
 MAX_TOKEN_BYTES = 16 * 1024
+#: The claims that are times (NumericDate), and the latest one that makes
+#: sense (9999-12-31T23:59:59Z).
+_NUMERIC_DATES = ("exp", "nbf", "iat")
+MAX_NUMERIC_DATE = 253402300799
 
 
 class AuthenticationError(Exception):
@@ -94,6 +98,7 @@ class TokenVerifier:
         header, claims = _unverified(token)
         alg = header.get("alg")
         _check_algorithm(alg)
+        _check_numeric_dates(claims)
         candidates = [p for p in providers if _matches(p, claims)]
         if not candidates:
             raise AuthenticationError(_no_provider_message(claims, providers), "NoAuthProvider")
@@ -235,6 +240,26 @@ def _check_algorithm(alg: Any) -> None:
         raise AuthenticationError(
             f"Invalid token: unsupported signature algorithm {alg[:20]!r}", "InvalidAuthHeader"
         )
+
+
+def _check_numeric_dates(claims: dict) -> None:
+    """``exp``, ``nbf`` and ``iat`` are JSON numbers of seconds (RFC 7519 §2).
+
+    PyJWT would take ``"1700000000"`` (a string) and fail with an
+    OverflowError on an ``exp`` too large for a float; both are refused here,
+    before any key is fetched.
+    """
+    for claim in _NUMERIC_DATES:
+        if claim not in claims:
+            continue
+        value = claims[claim]
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        # Also false for NaN, and for infinities (JSON's 1e999).
+        if not is_number or not -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE:
+            raise AuthenticationError(
+                f"Invalid token: `{claim}` must be a number of seconds since 1970, "
+                f"not {_show(value)}"
+            )
 
 
 def _key_fits(key: PyJWK, algorithm: str) -> bool:

@@ -142,6 +142,9 @@ class RootApp:
     def echo(self, request: IRequest) -> bytes:
         content_type = request.getHeader(b"content-type") or b"application/octet-stream"
         request.setHeader(b"content-type", content_type)
+        # A body reflected as a page of the dashboard's origin must not run script.
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"content-security-policy", b"sandbox")
         return request.content.read()
 
     @app.route("/api/check_admin_key", methods=["GET", "POST"])

@@ -15,6 +15,10 @@ and answers with status, header pairs and body.
   forwarded to that origin (a frontend dev server, say): same method, path,
   query, end-to-end headers and body; its status, headers and body are streamed
   back. If the origin cannot be reached the answer is a JSON 502.
+* Under ``/http/`` on the main port (the dashboard's origin) an action's
+  response also carries ``Content-Security-Policy: sandbox allow-scripts ...``
+  (no ``allow-same-origin``): a page served there cannot read the dashboard's
+  admin key. The site port's responses are left as the handler made them.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ log = Logger(namespace="convex.http")
 HTTP_ACTION_MAX_REQUEST_BYTES = 20 * 1024 * 1024
 #: How long the site proxy waits for the origin's response headers.
 PROXY_TIMEOUT = 60.0
+#: HTTP action responses under /http/ on the main port: scripts run, but not as
+#: the daemon's origin (no ``allow-same-origin``).
+MAIN_PORT_CSP = b"sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 
 # Hop-by-hop headers are the server's business, not the handler's.
 _SKIPPED_RESPONSE_HEADERS = {b"content-length", b"transfer-encoding", b"connection"}
@@ -177,6 +184,11 @@ class HttpActionResource(Resource):
             if name.encode("latin-1", "replace").lower() in _SKIPPED_RESPONSE_HEADERS:
                 continue
             request.responseHeaders.addRawHeader(name, value)
+        if self.strip_prefix:
+            # Under /http/ on the main port a page shares the dashboard's origin,
+            # whose tabs hold the admin key: it gets an opaque origin of its own
+            # (added to any policy of the handler's). Pages belong on the site port.
+            request.responseHeaders.addRawHeader(b"content-security-policy", MAIN_PORT_CSP)
         body = response.get("body")
         data = b""
         if isinstance(body, dict) and "$bytes" in body:

@@ -11,6 +11,8 @@ Public (the upload token or the storage id is the capability):
   ``Content-Type``, ``Content-Length``, ``ETag`` (the sha256) and
   ``Accept-Ranges: bytes``; one ``Range`` gives a 206, an unsatisfiable one a
   416; ``If-None-Match`` with the ETag a 304. Streamed from disk on a thread.
+  Always with ``X-Content-Type-Options: nosniff`` and (but for PDFs)
+  ``Content-Security-Policy: sandbox``: this origin is the dashboard's.
 
 Admin (``Authorization: Convex <admin key>``):
 
@@ -163,6 +165,7 @@ class StorageApi(DeploymentApp):
         request.setHeader(b"accept-ranges", b"bytes")
         # The bytes of a storage id never change.
         request.setHeader(b"cache-control", b"private, max-age=2592000, immutable")
+        _user_content_headers(request, row.get("contentType"))
         match = request.getHeader(b"if-none-match")
         if match is not None and (match.strip() == b"*" or etag in _etags(match)):
             file.close()
@@ -237,6 +240,24 @@ class StorageApi(DeploymentApp):
         except (DatabaseError, ConvexValueError) as e:
             raise ApiError(400, getattr(e, "code", None) or "InvalidCursor", str(e))
         return json_response(request, page)
+
+
+#: Uploaded files are served from the dashboard's origin, whose tabs keep the
+#: admin key in sessionStorage: an HTML or SVG file opened from its URL must
+#: not run script as that origin. ``sandbox`` gives the page an opaque origin
+#: of its own and no script at all.
+USER_CONTENT_CSP = b"sandbox"
+
+
+def _user_content_headers(request: IRequest, content_type: str | None) -> None:
+    # Never sniffed: a file is only ever what its stored type says.
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    text = (content_type or "").lower()
+    # PDFs are left out: browsers' viewers refuse sandboxed documents, and they
+    # run no script with the page's origin. Not with a comma: browsers take the
+    # last of several types ("application/pdf;a=,text/html" is HTML to them).
+    if text.split(";", 1)[0].strip() != "application/pdf" or "," in text:
+        request.setHeader(b"content-security-policy", USER_CONTENT_CSP)
 
 
 def _etags(header: bytes) -> list[bytes]:

@@ -157,9 +157,13 @@ async def _install() -> None:
 # -- The daemon with the test app ---------------------------------------------------
 
 
-async def deployed_daemon(data_dir: str, app: Path = APP, workers: int = 2) -> Daemon:
+async def deployed_daemon(
+    data_dir: str, app: Path = APP, workers: int = 2, extra_args: tuple[str, ...] = ()
+) -> Daemon:
     """Start ``twistd -n convex`` on free ports and deploy ``app`` (tests/clients/app)."""
-    daemon = Daemon(data_dir, "--port", "0", "--site-port", "0", "--workers", str(workers))
+    daemon = Daemon(
+        data_dir, "--port", "0", "--site-port", "0", "--workers", str(workers), *extra_args
+    )
     await daemon.start(timeout=60)
     if not daemon.admin_key:
         await stop_daemon(daemon)

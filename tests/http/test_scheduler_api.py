@@ -34,7 +34,7 @@ class SchedulerApiTests(ApiTestCase):
         def write(tx) -> str:
             job_id = jobs.insert_job(tx, name, args, at)
             if change:
-                with jobs.privileged(tx):
+                with tx.system_writes():
                     tx.patch(job_id, change)
             return job_id
 
