@@ -141,7 +141,6 @@ class HttpActionResource(Resource):
                 [name.decode("latin-1").lower(), value.decode("latin-1")]
                 for name, values in request.requestHeaders.getAllRawHeaders()
                 for value in values
-                if name.lower() != b"authorization"
             ],
             "body": {"$bytes": base64.b64encode(body).decode()} if body else None,
         }
@@ -151,14 +150,15 @@ class HttpActionResource(Resource):
         return NOT_DONE_YET
 
     async def _call(self, runner, request: IRequest, request_json: dict) -> dict:
-        """Run the action as the user of a ``Bearer`` token; a refused token is a 401.
+        """Run the action as the user of a ``Bearer`` JWT; a refused one is a 401.
 
-        Other ``Authorization`` schemes are the handler's business (webhooks).
+        The handler sees the ``Authorization`` header whatever it holds: other
+        schemes, and Bearer secrets that are not JWTs (webhooks), are its business.
         """
         header = request.getHeader(b"authorization") or b""
         scheme, _, token = header.strip().partition(b" ")
         caller = None
-        if scheme.lower() == b"bearer" and token.strip():
+        if scheme.lower() == b"bearer" and token.strip().count(b".") == 2:
             try:
                 verified = await user_authenticator(self.deployment).authenticate(
                     token.strip().decode("ascii")

@@ -135,14 +135,20 @@ class BearerTests(UserAuthTestCase):
             "GET", "/http/whoami", headers={"Authorization": f"Bearer {token}"}
         )
         self.assertEqual(response.code, 200, content)
-        self.assertEqual(json.loads(content), {"identity": self.identity(name="Ada")})
-        response, content = await self.request("GET", "/http/whoami")
-        self.assertEqual(json.loads(content), {"identity": None})
-        # Another scheme is the handler's business, not an identity.
-        response, content = await self.request(
-            "GET", "/http/whoami", headers={"Authorization": "Basic dXNlcjpwdw=="}
+        self.assertEqual(
+            json.loads(content),
+            {"identity": self.identity(name="Ada"), "authorization": f"Bearer {token}"},
         )
-        self.assertEqual(json.loads(content), {"identity": None})
+        response, content = await self.request("GET", "/http/whoami")
+        self.assertEqual(json.loads(content), {"identity": None, "authorization": None})
+        # Another scheme, or a Bearer secret that is no JWT (a webhook's), is the
+        # handler's business, not an identity.
+        for header in ("Basic dXNlcjpwdw==", "Bearer whsec_0123456789"):
+            response, content = await self.request(
+                "GET", "/http/whoami", headers={"Authorization": header}
+            )
+            self.assertEqual(response.code, 200, content)
+            self.assertEqual(json.loads(content), {"identity": None, "authorization": header})
         for variant in ("expired", "tampered", "wrong_aud"):
             response, content = await self.request(
                 "GET",

@@ -5,7 +5,12 @@ from convex_backend.server import HttpRouter, Response, http_action
 
 @http_action
 def whoami(ctx, request):
-    return Response({"identity": ctx.auth.get_user_identity()})
+    return Response(
+        {
+            "identity": ctx.auth.get_user_identity(),
+            "authorization": request.headers.get("authorization"),
+        }
+    )
 
 
 http = HttpRouter()
