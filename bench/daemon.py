@@ -97,9 +97,13 @@ def cpu_seconds(pid: int) -> float:
 class Daemon:
     """``twistd -n convex`` on a temporary data dir, with its URL and admin key."""
 
-    def __init__(self, workers: int, modules: dict[str, str]) -> None:
+    def __init__(
+        self, workers: int, modules: dict[str, str], extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.workers = workers
         self.modules = modules
+        #: More ``twistd convex`` flags, e.g. ``("--scheduler-parallelism", "20")``.
+        self.extra_args = tuple(extra_args)
         self.directory = tempfile.mkdtemp(prefix="bench-")
         self.log_path = Path(self.directory) / "daemon.log"
         self.process: subprocess.Popen | None = None
@@ -145,6 +149,7 @@ class Daemon:
                 str(self.workers),
                 "--log-level",
                 "info",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
