@@ -196,6 +196,23 @@ class Database:
         self._last_ts = ts
         return ts
 
+    def advance_published(self, ts: int) -> bool:
+        """Publish ``ts`` without a write, if the clock has passed it and no commit
+        is on its way; whether ``published_ts`` is now at least ``ts``.
+
+        Timestamps follow the clock, so a snapshot at ``ts`` is the latest one
+        with nothing written since: as a clock-driven backend's latest timestamp
+        moves on while idle. A sync client restored onto an older backup, which
+        has seen timestamps this database never published, is served this way.
+        """
+        if ts <= self.published_ts:
+            return True
+        if ts > self.clock_ns() or self._queue or self._writing or self._flush_call is not None:
+            return False
+        self._last_ts = max(self._last_ts, ts)
+        self.published_ts = ts
+        return True
+
     def next_creation_time(self) -> float:
         """A ``_creationTime``: milliseconds, strictly increasing."""
         now = self.clock_ns() / 1e6

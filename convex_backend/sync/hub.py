@@ -181,15 +181,19 @@ class SyncHub:
     # -- timestamps clients have seen -----------------------------------------------
 
     def wait_for_ts(self, ts: int, timeout: float) -> defer.Deferred:
-        """Fires with True once the database has published ``ts``, or with False after
-        ``timeout`` seconds. Cheap polling: this only happens when a client has seen
-        more than the database holds, which a single node never causes itself."""
+        """Fires with True once the database has published ``ts`` (at once when the
+        clock has passed it: see :meth:`Database.advance_published`), or with False
+        after ``timeout`` seconds. Cheap polling: this only happens when a client has
+        seen more than the database holds, which a single node never causes itself."""
         d: defer.Deferred = defer.Deferred(self._stop_waiting)
         deadline = self.reactor.seconds() + timeout
 
         def poll() -> None:
             self._ts_waits.pop(d, None)
-            if self.database.published_ts >= ts:
+            advance = getattr(self.database, "advance_published", None)
+            if advance is not None and advance(ts):
+                d.callback(True)
+            elif self.database.published_ts >= ts:
                 d.callback(True)
             elif self.reactor.seconds() >= deadline:
                 d.callback(False)

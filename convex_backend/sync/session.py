@@ -383,9 +383,9 @@ class SyncSession:
         if reached is not True:
             log.warn(
                 "Refusing a sync client that has seen timestamp {observed}, newer than the "
-                "database's {latest} (data restored from an older backup?). It is served once "
-                "the database gets there: commit timestamps follow the clock, so normally "
-                "after the next write.",
+                "database's {latest} and ahead of this machine's clock (a clock set back, or "
+                "data from a machine whose clock is ahead?). It is served once the clock "
+                "gets there.",
                 observed=observed,
                 latest=self.hub.database.published_ts,
             )

@@ -180,6 +180,35 @@ class SnapshotTests(EngineTestCase):
         tx.close()
 
 
+    async def test_publishing_a_timestamp_the_clock_has_passed(self) -> None:
+        await self.setUpDb()
+        [doc_id] = await self.insert("t", {"v": 1.0})
+        committed = self.db.published_ts
+        # Ahead of the clock: refused.
+        self.assertFalse(self.db.advance_published(self.db.clock_ns() + 10**12))
+        self.assertEqual(self.db.published_ts, committed)
+        # Behind the clock, nothing on its way: published, with the same data.
+        target = committed + 1_000
+        self.assertTrue(self.db.advance_published(target))
+        self.assertEqual(self.db.published_ts, target)
+        tx = self.db.begin()
+        self.assertEqual((tx.begin_ts, tx.get(doc_id)["v"]), (target, 1.0))
+        tx.close()
+        self.assertTrue(self.db.advance_published(committed))  # already there
+        # Later commits come after it.
+        (_, ts) = await self.db.run(lambda tx: tx.patch(doc_id, {"v": 2.0}))
+        self.assertGreater(ts, target)
+
+    async def test_no_timestamp_is_published_past_a_commit_on_its_way(self) -> None:
+        await self.setUpDb()
+        tx = self.db.begin()
+        tx.insert("t", {"v": 1.0})
+        pending = self.db.commit(tx)
+        self.assertFalse(self.db.advance_published(self.db.clock_ns() - 1))
+        ts = await pending
+        self.assertEqual(self.db.published_ts, ts)
+
+
 class ConflictTests(EngineTestCase):
     """Every kind of read conflicts with a concurrent write into what it read."""
 
