@@ -179,7 +179,6 @@ class SnapshotTests(EngineTestCase):
         self.assertEqual(tx.count("t"), 2)
         tx.close()
 
-
     async def test_publishing_a_timestamp_the_clock_has_passed(self) -> None:
         await self.setUpDb()
         [doc_id] = await self.insert("t", {"v": 1.0})
