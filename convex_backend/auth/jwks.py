@@ -25,7 +25,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import treq
 from jwt import PyJWK
@@ -48,6 +48,8 @@ MIN_REFRESH_INTERVAL = 30.0
 FETCH_TIMEOUT = 10.0
 #: The largest discovery document or JWKS accepted.
 MAX_DOCUMENT_BYTES = 1024 * 1024
+#: Redirects followed when fetching a discovery document or a JWKS.
+MAX_REDIRECTS = 5
 
 
 class JwksError(Exception):
@@ -232,12 +234,27 @@ class JwksCache:
         return pool
 
     async def _download(self, url: str) -> bytes:
-        response = await treq.get(
-            url,
-            headers={"Accept": "application/json"},
-            pool=self._pool(),
-            allow_redirects=True,
-        )
+        # Redirects are followed by hand: a few at most, and never from https to
+        # http, where anyone on the path could hand us their own keys.
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = await treq.get(
+                url,
+                headers={"Accept": "application/json"},
+                pool=self._pool(),
+                allow_redirects=False,
+            )
+            location = response.headers.getRawHeaders(b"location", [None])[0]
+            if response.code not in _REDIRECT_CODES or location is None:
+                break
+            await treq.collect(response, lambda _: None)
+            target = urljoin(url, location.decode("latin-1"))
+            if urlsplit(target).scheme not in ("http", "https") or (
+                urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https"
+            ):
+                raise JwksError(f"{url} redirects to a non-https URL")
+            url = target
+        else:
+            raise JwksError(f"{url} redirects more than {MAX_REDIRECTS} times")
         if response.code != 200:
             await treq.collect(response, lambda _: None)
             raise JwksError(f"{url} answered HTTP {response.code}")
@@ -253,6 +270,9 @@ class JwksCache:
 
         await treq.collect(response, collect)
         return b"".join(chunks)
+
+
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 
 
 class _QuietClientFactory(_HTTP11ClientFactory):

@@ -730,6 +730,7 @@ class JwksAbuseTests(TestCase):
         loop = _Redirect(b"/loop")
         root.putChild(b"loop", loop)
         root.putChild(b"to-file", _Redirect(b"file:///etc/passwd"))
+        root.putChild(b"hop", _Redirect(b"/nan"))
         root.putChild(b"deep", _Fixed(b'{"keys": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"))
         root.putChild(b"keys-not-list", _Fixed(b'{"keys": {"kty": "RSA"}}'))
         root.putChild(b"nan", _Fixed(b'{"keys": NaN}'))
@@ -738,8 +739,9 @@ class JwksAbuseTests(TestCase):
         base = await self.serve(root)
         cache = JwksCache(fetch_timeout=5.0)
         cases = [
-            ("/loop", "could not fetch"),
-            ("/to-file", "could not fetch"),
+            ("/loop", "redirects more than 5 times"),
+            ("/to-file", "redirects to a non-https URL"),
+            ("/hop", "not a JWKS document"),  # a redirect is followed
             ("/deep", "did not answer JSON"),
             ("/keys-not-list", "not a JWKS document"),
             ("/nan", "not a JWKS document"),
@@ -752,7 +754,7 @@ class JwksAbuseTests(TestCase):
             self.assertIn(says, str(caught.exception), path)
             self.assertLess(time.monotonic() - started, 4.5, path)
         # The loop was cut off after a bounded number of hops.
-        self.assertLessEqual(loop.hits, 21)
+        self.assertEqual(loop.hits, 6)
         # The endless body's connection was dropped, not read to the end of time.
         sent = await endless.stopped
         self.assertLess(sent, 8 * 1024 * 1024)
@@ -786,3 +788,35 @@ class JwksAbuseTests(TestCase):
         with self.assertRaises(JwksError) as caught:
             await d
         self.assertIn("did not answer within 1 s", str(caught.exception))
+
+
+class JwksRedirectTests(TestCase):
+    async def test_an_https_source_is_never_redirected_to_http(self) -> None:
+        from convex_backend.auth import jwks
+
+        cache = JwksCache(fetch_timeout=5.0)
+        answers = {
+            "https://issuer.test/jwks": (302, "http://issuer.test/jwks"),
+        }
+
+        class Headers:
+            def __init__(self, location):
+                self.location = location
+
+            def getRawHeaders(self, name, default=None):
+                return [self.location.encode()] if self.location else default
+
+        class Response:
+            def __init__(self, code, location):
+                self.code, self.headers = code, Headers(location)
+
+        async def fake_get(url, **kwargs):
+            self.assertFalse(kwargs["allow_redirects"])
+            code, location = answers[url]
+            return Response(code, location)
+
+        self.patch(jwks.treq, "get", fake_get)
+        self.patch(jwks.treq, "collect", lambda response, sink: defer.succeed(None))
+        with self.assertRaises(JwksError) as caught:
+            await cache._download("https://issuer.test/jwks")
+        self.assertIn("redirects to a non-https URL", str(caught.exception))
