@@ -60,6 +60,18 @@ class ApiTestCase(TestCase):
 
     # -- requests ------------------------------------------------------------------
 
+    def encode(
+        self, body: object, data: bytes | None, headers: dict | None, admin: bool
+    ) -> tuple[bytes | None, dict]:
+        """The request's body bytes and headers: ``body`` as JSON, the admin key."""
+        headers = dict(headers or {})
+        if admin:
+            headers["Authorization"] = f"Convex {self.key}"
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        return data, headers
+
     async def request(
         self,
         method: str,
@@ -71,12 +83,7 @@ class ApiTestCase(TestCase):
         admin: bool = False,
     ):
         """(response, body bytes); pumps StubTreq while the server answers asynchronously."""
-        headers = dict(headers or {})
-        if admin:
-            headers["Authorization"] = f"Convex {self.key}"
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json")
+        data, headers = self.encode(body, data, headers, admin)
         d = self.treq.request(method, BASE + path, data=data, headers=headers)
         pump = task.LoopingCall(self.treq.flush)
         pump.start(0.002)

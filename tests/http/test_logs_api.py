@@ -59,12 +59,7 @@ class LogsApiTestCase(ApiTestCase):
         headers: dict | None = None,
         admin: bool = False,
     ):
-        headers = dict(headers or {})
-        if admin:
-            headers["Authorization"] = f"Convex {self.key}"
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json")
+        data, headers = self.encode(body, data, headers, admin)
         response = await treq.request(
             method, self.base + path, data=data, headers=headers, persistent=False
         )
