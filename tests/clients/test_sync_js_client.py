@@ -448,6 +448,23 @@ async def start_on_port(data_dir: str, port: int, notes: list[str]) -> Daemon:
     raise AssertionError("unreachable")
 
 
+async def finished_run(
+    child: NodeScenario, name: str, admin_key: str, notes: list[str]
+) -> ScenarioRun:
+    """Wait (at most 5 minutes) for the Node scenario to end; its run, with ``notes``."""
+    timer = reactor.callLater(300, child.kill)
+    await child.ended
+    if timer.active():
+        timer.cancel()
+    out, err = child.out.decode("utf-8", "replace"), child.err.decode("utf-8", "replace")
+    run = ScenarioRun(name, parse_result(name, out), out, err, admin_key)
+    run.notes += notes
+    if child.exit_code != 0 or run.result is None:
+        run.notes.append(f"node exited with {child.exit_code} and no @@result line")
+        run.result = None
+    return run
+
+
 async def run_restart() -> ScenarioRun:
     await ensure_js_client()
     node, _ = node_paths()
@@ -479,17 +496,8 @@ async def run_restart() -> ScenarioRun:
         )
         second = await start_on_port(data_dir, port, notes)
         child.transport.write(b"restarted\n")
-        timer = reactor.callLater(300, child.kill)
-        await child.ended
-        if timer.active():
-            timer.cancel()
-        out, err = child.out.decode("utf-8", "replace"), child.err.decode("utf-8", "replace")
-        run = ScenarioRun("restart", parse_result("restart", out), out, err, first.admin_key)
-        run.notes += notes
+        run = await finished_run(child, "restart", first.admin_key, notes)
         run.notes.append(f"--- the restarted daemon's output (tail)\n{second.output[-5000:]}")
-        if child.exit_code != 0 or run.result is None:
-            run.notes.append(f"node exited with {child.exit_code} and no @@result line")
-            run.result = None
         return run
     finally:
         child.kill()
@@ -652,17 +660,8 @@ async def run_restore() -> ScenarioRun:
         restored = await start_on_port(backup_dir, port, notes)
         daemons.append(restored)
         child.transport.write(b"restored\n")
-        timer = reactor.callLater(300, child.kill)
-        await child.ended
-        if timer.active():
-            timer.cancel()
-        out, err = child.out.decode("utf-8", "replace"), child.err.decode("utf-8", "replace")
-        run = ScenarioRun("restore", parse_result("restore", out), out, err, first.admin_key)
-        run.notes += notes
+        run = await finished_run(child, "restore", first.admin_key, notes)
         run.notes.append(f"--- the restored daemon's output\n{restored.output}")
-        if child.exit_code != 0 or run.result is None:
-            run.notes.append(f"node exited with {child.exit_code} and no @@result line")
-            run.result = None
         return run
     finally:
         child.kill()
