@@ -38,7 +38,6 @@ from jwt.exceptions import (
     ImmatureSignatureError,
     InvalidAlgorithmError,
     InvalidAudienceError,
-    InvalidIssuedAtError,
     InvalidSignatureError,
     MissingRequiredClaimError,
     PyJWTError,
@@ -184,19 +183,21 @@ class TokenVerifier:
                 return f"Token expired {ago} seconds ago (exp {int(exp)}); fetch a new token"
             except (PyJWTError, TypeError, ValueError):
                 return "Token expired; fetch a new token"
-        if isinstance(e, ImmatureSignatureError):
-            return f"Token is not valid yet: {e}"
-        if isinstance(e, InvalidIssuedAtError):
-            return f"Invalid token: {e}"
-        if isinstance(e, InvalidAudienceError):
-            return f"Invalid token audience: {e}"
         if isinstance(e, MissingRequiredClaimError):
             return f"Invalid token: it has no `{e.claim}` claim"
-        if isinstance(e, InvalidAlgorithmError):
-            return f"Invalid token algorithm: {e}"
-        if isinstance(e, DecodeError):
-            return f"Could not decode the token: {e}"
+        for kind, prefix in _ERROR_PREFIXES:
+            if isinstance(e, kind):
+                return f"{prefix}: {e}"
         return f"Invalid token: {e}"
+
+
+#: How PyJWT's refusals are worded for the client (first match wins).
+_ERROR_PREFIXES = (
+    (ImmatureSignatureError, "Token is not valid yet"),
+    (InvalidAudienceError, "Invalid token audience"),
+    (InvalidAlgorithmError, "Invalid token algorithm"),
+    (DecodeError, "Could not decode the token"),
+)
 
 
 def _unverified(token: Any) -> tuple[dict, dict]:
