@@ -119,6 +119,26 @@ class AfterFunctionsService(Service):
         raise NotImplementedError
 
 
+def settle_within(clock, seconds: float, runs: list[defer.Deferred]) -> defer.Deferred:
+    """Fires once ``runs`` have all ended, or after ``seconds``, whichever is first.
+
+    For stopping services: runs in progress get a moment to record their
+    outcome but are not cancelled (``addTimeout`` would cancel them).
+    """
+    if not runs:
+        return defer.succeed(None)
+    done: defer.Deferred = defer.Deferred()
+
+    def finish(_: Any = None) -> None:
+        if not done.called:
+            done.callback(None)
+
+    timeout = clock.callLater(seconds, finish)
+    defer.DeferredList(runs, consumeErrors=True).addBoth(finish)
+    done.addBoth(lambda _: timeout.cancel() if timeout.active() else None)
+    return done
+
+
 def load_environment(database) -> dict[str, str]:
     tx = database.begin(privileged=True)
     try:

@@ -33,7 +33,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from convex_backend.database.errors import DatabaseError
-from convex_backend.functions.service import AfterFunctionsService
+from convex_backend.functions.service import AfterFunctionsService, settle_within
 from convex_backend.scheduler.cron_specs import (
     MAX_COUNTED_SKIPS,
     CronSpec,
@@ -267,21 +267,9 @@ class CronService(AfterFunctionsService):
         listeners = getattr(self.deployment.deployer, "listeners", None)
         if listeners is not None and self.on_deploy in listeners:
             listeners.remove(self.on_deploy)
-        if not self._running:
-            return defer.succeed(None)
         # Runs in progress get a moment to record themselves; an action left
         # behind is recorded as failed at the next start.
-        done: defer.Deferred = defer.Deferred()
-
-        def finish(_: Any = None) -> None:
-            if not done.called:
-                done.callback(None)
-
-        timeout = self.clock.callLater(STOP_GRACE_SECONDS, finish)
-        runs = defer.DeferredList(list(self._running.values()), consumeErrors=True)
-        runs.addBoth(finish)
-        done.addBoth(lambda _: timeout.cancel() if timeout.active() else None)
-        return done
+        return settle_within(self.clock, STOP_GRACE_SECONDS, list(self._running.values()))
 
     # -- deploys ----------------------------------------------------------------------------
 

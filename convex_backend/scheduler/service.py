@@ -44,7 +44,7 @@ from twisted.logger import Logger
 
 from convex_backend.database.errors import DatabaseError
 from convex_backend.database.watch import TableWatcher
-from convex_backend.functions.service import AfterFunctionsService
+from convex_backend.functions.service import AfterFunctionsService, settle_within
 from convex_backend.scheduler import jobs
 from convex_backend.scheduler.jobs import Job
 
@@ -186,20 +186,9 @@ class SchedulerService(AfterFunctionsService):
         running = [d for d in self._running.values() if d is not None]
         if self._cleaning is not None:
             running.append(self._cleaning)
-        if not running:
-            return defer.succeed(None)
         # Runs get a moment to record their outcome; an action left behind is
         # recorded as failed at the next start.
-        done: defer.Deferred = defer.Deferred()
-
-        def finish(_: Any = None) -> None:
-            if not done.called:
-                done.callback(None)
-
-        timeout = self.clock.callLater(STOP_GRACE_SECONDS, finish)
-        defer.DeferredList(running, consumeErrors=True).addBoth(finish)
-        done.addBoth(lambda _: timeout.cancel() if timeout.active() else None)
-        return done
+        return settle_within(self.clock, STOP_GRACE_SECONDS, running)
 
     @property
     def is_ready(self) -> bool:
