@@ -37,7 +37,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from convex_backend.database.errors import DatabaseError
-from convex_backend.http.api_app import DeploymentApp, page_size, query_params
+from convex_backend.http.api_app import DeploymentApp, page_params, query_params
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.functions_api import read_json_body
 from convex_backend.http.root import json_response, require_admin
@@ -161,11 +161,7 @@ class AdminApi(DeploymentApp):
         params = query_params(request)
         if table.startswith("_") or table not in database.store.tables_by_name:
             raise ApiError(404, "TableNotFound", f"Table {table[:64]!r} does not exist")
-        order = params.get("order") or "asc"
-        if order not in ("asc", "desc"):
-            raise ApiError(400, "BadRequest", "`order` must be asc or desc")
-        num_items = page_size(params.get("numItems"))
-        cursor = params.get("cursor") or None
+        order, num_items, cursor = page_params(params)
 
         def page(tx) -> dict:
             try:

@@ -87,3 +87,11 @@ def page_size(raw: str | None) -> int:
             400, "BadRequest", f"`numItems` must be a whole number from 1 to {MAX_PAGE_ITEMS}"
         )
     return value
+
+
+def page_params(params: dict[str, str]) -> tuple[str, int, str | None]:
+    """``order`` (asc/desc), ``numItems`` and ``cursor`` of a paginated listing."""
+    order = params.get("order") or "asc"
+    if order not in ("asc", "desc"):
+        raise ApiError(400, "BadRequest", "`order` must be asc or desc")
+    return order, page_size(params.get("numItems")), params.get("cursor") or None

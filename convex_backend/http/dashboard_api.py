@@ -34,7 +34,7 @@ from twisted.web.iweb import IRequest
 
 from convex_backend.database.errors import DatabaseError, DatabaseUnavailable, OccConflict
 from convex_backend.database.tables import is_system_table
-from convex_backend.http.api_app import DeploymentApp, not_ready, page_size, query_params
+from convex_backend.http.api_app import DeploymentApp, not_ready, page_params, query_params
 from convex_backend.http.errors import ApiError, install_error_handlers
 from convex_backend.http.functions_api import read_json_body
 from convex_backend.http.root import json_response, require_admin
@@ -83,11 +83,7 @@ class DashboardApi(DeploymentApp):
         table = _table_name(params.get("table"))
         if table not in database.store.tables_by_name:
             raise ApiError(404, "TableNotFound", f"Table {table[:64]!r} does not exist")
-        order = params.get("order") or "asc"
-        if order not in ("asc", "desc"):
-            raise ApiError(400, "BadRequest", "`order` must be asc or desc")
-        num_items = page_size(params.get("numItems"))
-        cursor = params.get("cursor") or None
+        order, num_items, cursor = page_params(params)
         filters = _parse_filters(params.get("filters"))
         operators = [{"filter": filters}] if filters is not None else []
         query = {
