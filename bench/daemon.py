@@ -7,6 +7,7 @@ and stops it with its function workers, whatever happens to the benchmark.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -16,14 +17,31 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from convex_backend.auth.admin_key import derive_admin_key, load_or_create_instance_secret
 from convex_backend.config import DEFAULT_INSTANCE_NAME
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+#: The app of the function and HTTP benchmarks: one insert, one get.
+ITEMS_MODULE = """
+from convex_backend.server import mutation, query, v
+
+@mutation(args={"n": v.number()})
+def add(ctx, args):
+    return ctx.db.insert("items", {"n": args["n"]})
+
+@query(args={"id": v.id("items")})
+def get(ctx, args):
+    return ctx.db.get(args["id"])
+"""
 
 
 class BenchError(Exception):
@@ -206,3 +224,41 @@ class Daemon:
                     pass
         self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def in_parallel(
+    url: str,
+    connections: int,
+    seconds: float,
+    work: Callable[[int, http.client.HTTPConnection], int],
+) -> tuple[int, int, float]:
+    """Run ``work(thread index, connection)`` (which returns bytes moved) in a loop on
+    ``connections`` threads for ``seconds``; returns (calls, bytes, elapsed seconds).
+    A call started before the deadline is finished."""
+    parts = urlsplit(url)
+    calls = [0] * connections
+    moved = [0] * connections
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+
+    def loop(index: int) -> None:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        try:
+            while time.perf_counter() < deadline and not errors:
+                moved[index] += work(index, connection)
+                calls[index] += 1
+        except (OSError, BenchError, http.client.HTTPException) as e:
+            errors.append(str(e) or repr(e))
+        finally:
+            connection.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise BenchError(errors[0])
+    return sum(calls), sum(moved), elapsed

@@ -18,24 +18,13 @@ from pathlib import Path
 
 from twisted.internet import defer, task
 
+from bench.daemon import ITEMS_MODULE
 from convex_backend.database.engine import Database
 from convex_backend.database.persistence import SqlitePersistence
 from convex_backend.database.pool import DatabasePool
 from convex_backend.functions.modules import Deployer
 from convex_backend.functions.pool import WorkerPool
 from convex_backend.functions.runner import Caller, FunctionRunner
-
-MODULE = """
-from convex_backend.server import mutation, query, v
-
-@mutation(args={"n": v.number()})
-def add(ctx, args):
-    return ctx.db.insert("items", {"n": args["n"]})
-
-@query(args={"id": v.id("items")})
-def get(ctx, args):
-    return ctx.db.get(args["id"])
-"""
 
 
 async def run_for(seconds: float, callers: int, call) -> float:
@@ -66,7 +55,7 @@ async def main(reactor, args) -> None:
         for name in ("udf", "action"):
             pools[name] = WorkerPool(reactor, str(empty), size=args.workers)
             pools[name].startService()
-        await deployer.deploy([{"path": "bench.py", "source": MODULE}])
+        await deployer.deploy([{"path": "bench.py", "source": ITEMS_MODULE}])
         admin = Caller("admin")
         ids: list[str] = []
 

@@ -18,19 +18,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bench.daemon import BenchError, Daemon, post
-
-MODULE = """
-from convex_backend.server import mutation, query, v
-
-@mutation(args={"n": v.number()})
-def add(ctx, args):
-    return ctx.db.insert("items", {"n": args["n"]})
-
-@query(args={"id": v.id("items")})
-def get(ctx, args):
-    return ctx.db.get(args["id"])
-"""
+from bench.daemon import ITEMS_MODULE, BenchError, Daemon, post
 
 
 def wrk(url: str, body: dict, seconds: float, connections: int, directory: str) -> float:
@@ -60,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench.http needs wrk: apt-get install wrk")
-    daemon = Daemon(args.workers, {"bench.py": MODULE})
+    daemon = Daemon(args.workers, {"bench.py": ITEMS_MODULE})
     try:
         daemon.start()
         url = daemon.url

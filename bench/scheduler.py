@@ -31,12 +31,10 @@ import http.client
 import json
 import os
 import re
-import threading
 import time
 import urllib.request
-from urllib.parse import urlsplit
 
-from bench.daemon import BenchError, Daemon, post
+from bench.daemon import BenchError, Daemon, in_parallel, post
 
 MODULE = """
 import time
@@ -154,42 +152,20 @@ def run_jobs(url: str, table: str, jobs: int, spread_ms: float, timeout: float) 
 
 def direct_mutations(url: str, seconds: float, connections: int) -> float:
     """Mutations/s of ``sched:direct`` through ``POST /api/mutation``."""
-    parts = urlsplit(url)
     body = json.dumps(
         {"path": "sched:direct", "args": {"table": "direct", "due": 0}, "format": "json"}
     ).encode()
-    counts = [0] * connections
-    errors: list[str] = []
-    deadline = time.perf_counter() + seconds
 
-    def loop(index: int) -> None:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        try:
-            while time.perf_counter() < deadline:
-                connection.request(
-                    "POST", "/api/mutation", body, {"Content-Type": "application/json"}
-                )
-                response = connection.getresponse()
-                answer = response.read()
-                if response.status != 200:
-                    errors.append(f"{response.status} {answer[:200]!r}")
-                    return
-                counts[index] += 1
-        except OSError as e:
-            errors.append(repr(e))
-        finally:
-            connection.close()
+    def mutate(_index: int, connection: http.client.HTTPConnection) -> int:
+        connection.request("POST", "/api/mutation", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise BenchError(f"direct mutations failed: {response.status} {answer[:200]!r}")
+        return len(answer)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise BenchError(f"direct mutations failed: {errors[0]}")
-    return sum(counts) / elapsed
+    calls, _moved, elapsed = in_parallel(url, connections, seconds, mutate)
+    return calls / elapsed
 
 
 def main() -> None:

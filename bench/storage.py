@@ -26,11 +26,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from bench.daemon import BenchError, Daemon, post, rss_mib
+from bench.daemon import BenchError, Daemon, in_parallel, post, rss_mib
 
 MODULE = """
 from convex_backend.server import query
@@ -119,44 +118,6 @@ class PeakRss:
             match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
             if match:
                 self.peak = max(self.peak, int(match.group(1)) / 1024)
-
-
-def in_parallel(
-    url: str,
-    connections: int,
-    seconds: float,
-    work: Callable[[int, http.client.HTTPConnection], int],
-) -> tuple[int, int, float]:
-    """Run ``work(thread index, connection)`` (which returns bytes moved) in a loop on
-    ``connections`` threads for ``seconds``; returns (calls, bytes, elapsed seconds).
-    A call started before the deadline is finished."""
-    parts = urlsplit(url)
-    calls = [0] * connections
-    moved = [0] * connections
-    errors: list[str] = []
-    deadline = time.perf_counter() + seconds
-
-    def loop(index: int) -> None:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-        try:
-            while time.perf_counter() < deadline and not errors:
-                moved[index] += work(index, connection)
-                calls[index] += 1
-        except (OSError, BenchError, http.client.HTTPException) as e:
-            errors.append(str(e) or repr(e))
-        finally:
-            connection.close()
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise BenchError(errors[0])
-    return sum(calls), sum(moved), elapsed
 
 
 def main() -> None:
